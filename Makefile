@@ -1,0 +1,111 @@
+# Lastmile: `make run` (the embedded platform) and `make test` (everything, with real Kafka and PostgreSQL).
+# Both do their own set-up on a fresh machine: virtual environment, packages, the Kafka broker, PostgreSQL.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PACKAGES := libs/common services/order-intake services/planner services/tracker services/notifier sim
+SOURCES := $(wildcard $(PACKAGES:%=%/src) $(PACKAGES:%=%/tests) tests bench) conftest.py
+PYTEST := $(PY) -m pytest -p no:randomly
+export LASTMILE_SHARED ?= $(abspath ../shared)
+
+.PHONY: run test unit service integration e2e lint format venv infra-up infra-down infra-status \
+        events-doc k8s up down lock clean help
+
+help:
+	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
+	@echo "make test       every test tier plus lint, against a real Kafka broker and PostgreSQL it starts"
+	@echo "make unit | service | integration | e2e | lint     one tier"
+	@echo "make infra-up | infra-down                         Kafka and PostgreSQL for local development"
+
+# ---------------------------------------------------------------------------------------------------------
+# Set-up
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: constraints.txt requirements-dev.txt $(PACKAGES:%=%/pyproject.toml)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -r requirements-dev.txt $(PACKAGES:%=-e %)
+	@touch $@
+
+# Java and Maven fetch and run the Kafka broker; PostgreSQL comes from Debian's packages (tools/pg/pg.sh).
+system-deps:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  echo "installing Java and Maven from Debian's packages"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq default-jdk-headless maven >/dev/null; }
+	@tools/pg/pg.sh install
+
+# ---------------------------------------------------------------------------------------------------------
+# The two commands
+
+run: venv
+	$(PY) -m lastmile.sim
+
+test: venv system-deps
+	@tools/kafka/kafka.sh fetch
+	LASTMILE_REQUIRE_INFRA=1 tools/with-infra.sh $(MAKE) --no-print-directory lint unit service integration e2e
+
+# ---------------------------------------------------------------------------------------------------------
+# Tiers
+
+UNIT_DIRS := $(wildcard $(PACKAGES:%=%/tests/unit) tests/unit)
+SERVICE_DIRS := $(wildcard $(PACKAGES:%=%/tests/service))
+TEST_DIRS := $(wildcard $(PACKAGES:%=%/tests) tests)
+
+unit: venv
+	$(PYTEST) -q --timeout 60 -m "not integration and not e2e" $(UNIT_DIRS)
+
+service: venv
+	$(PYTEST) -q --timeout 120 -m "not integration and not e2e" $(SERVICE_DIRS)
+
+integration: venv
+	$(PYTEST) -q --timeout 300 -m integration $(TEST_DIRS)
+
+e2e: venv
+	$(PYTEST) -q -m e2e --timeout 600 tests
+
+lint: venv
+	$(PY) -m ruff check $(SOURCES)
+	$(PY) -m ruff format --check $(SOURCES)
+	$(PY) -m mypy $(PACKAGES:%=%/src) $(wildcard bench/*.py)
+
+format: venv
+	$(PY) -m ruff check --fix $(SOURCES)
+	$(PY) -m ruff format $(SOURCES)
+
+# ---------------------------------------------------------------------------------------------------------
+# Infrastructure for local development (make test starts and stops its own)
+
+infra-up: system-deps
+	tools/kafka/kafka.sh start
+	tools/pg/pg.sh start
+
+infra-down:
+	-tools/kafka/kafka.sh stop
+	-tools/pg/pg.sh stop
+
+infra-status:
+	-tools/kafka/kafka.sh status
+	-tools/pg/pg.sh status
+
+# ---------------------------------------------------------------------------------------------------------
+# Other
+
+events-doc: venv
+	$(PY) -m lastmile.common.catalog docs/events
+
+k8s:
+	kubectl kustomize deploy/k8s
+
+up down:
+	@echo "docker compose $@: needs a Docker engine (none on CI machines); the file is validated by make test"
+	docker compose $(if $(filter up,$@),up -d,down)
+
+lock: venv
+	$(PY) -m pip freeze --exclude-editable | sed '1i # Pinned versions of every dependency (pip install -c constraints.txt); refresh with `make lock`.' > constraints.txt
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache
