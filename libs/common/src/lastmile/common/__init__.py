@@ -1,0 +1,1 @@
+"""Lastmile's shared mechanics, written once and used by every service."""

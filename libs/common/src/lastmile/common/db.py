@@ -1,0 +1,185 @@
+"""The database: an async SQLAlchemy engine from a URL, one transaction() that commits, and Alembic migrations.
+
+PostgreSQL (asyncpg) in the distributed mode, SQLite (aiosqlite) in the embedded one; service code never asks
+which. One place commits: `async with db.transaction() as session` commits on success and rolls back on error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+log = logging.getLogger(__name__)
+
+# Alembic's `context` and `op` are process-wide proxies: two services migrating at once in one process (the
+# embedded mode) would run each other's operations. One migration at a time per process.
+_MIGRATING = asyncio.Lock()
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases (SQLite keeps no zone, so it is restored on read)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UtcDateTime column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors that mean 'the database (or network) is away', which retrying fixes."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and not _is_sqlite_logic(exc)
+    if isinstance(exc, sa_exc.TimeoutError | ConnectionError | OSError | asyncio.TimeoutError):
+        return True
+    name = type(exc).__name__
+    return name in {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError"}
+
+
+def _is_sqlite_logic(exc: sa_exc.DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return "no such table" in text or "syntax error" in text
+
+
+class Database:
+    """Owns the engine and session factory; also the in-process signal that the outbox has new rows."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.dialect = sa.engine.make_url(url).get_backend_name()
+        self.engine: AsyncEngine = _make_engine(url, pool_size=pool_size, echo=echo)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.outbox_signal = asyncio.Event()
+        # SQLite allows one writer; serialising writers in-process avoids 'database is locked' errors.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """Commit on success, roll back on any error; wake the outbox relay if events were added."""
+        async with self._writer(), self.sessions() as session, session.begin():
+            yield session
+            for hook in session.info.pop("before_commit", []):
+                await hook(session)
+        if session.info.pop("outbox_added", False):
+            self.outbox_signal.set()
+        for callback in session.info.pop("after_commit", []):
+            callback()
+
+    @staticmethod
+    def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction has committed (never if it rolls back)."""
+        session.info.setdefault("after_commit", []).append(callback)
+
+    @contextlib.asynccontextmanager
+    async def _writer(self) -> AsyncIterator[None]:
+        if self._write_lock is None:
+            yield
+        else:
+            async with self._write_lock:
+                yield
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for queries only; nothing is committed."""
+        async with self.sessions() as session:
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self, script_location: str | Path, version_table: str = "alembic_version") -> None:
+        """Upgrade to head. On PostgreSQL an advisory lock keeps replicas starting together from racing."""
+        async with _MIGRATING, self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7230001)"))
+            await conn.run_sync(_upgrade, str(script_location), version_table)
+
+
+def _upgrade(connection: sa.Connection, script_location: str, version_table: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", script_location)
+    config.attributes["connection"] = connection
+    config.attributes["version_table"] = version_table
+    command.upgrade(config, "head")
+
+
+def _make_engine(url: str, *, pool_size: int, echo: bool) -> AsyncEngine:
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args={"timeout": 5, "command_timeout": 30},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def run_migrations_env() -> None:
+    """Body of every service's `migrations/env.py`: run on the connection `Database.migrate` hands over."""
+    from alembic import context
+
+    config = context.config
+    connection = config.attributes.get("connection")
+    if connection is None:
+        url = os.environ.get("LASTMILE_DATABASE_URL", "")
+        raise RuntimeError(f"migrations run through Database.migrate(); got no connection (url={url!r})")
+    context.configure(
+        connection=connection,
+        target_metadata=None,
+        version_table=config.attributes.get("version_table", "alembic_version"),
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

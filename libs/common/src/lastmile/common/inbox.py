@@ -1,0 +1,31 @@
+"""The inbox: which events each consumer has already handled, so a redelivered event has no second effect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lastmile.common.db import UtcDateTime, utcnow
+
+inbox_table = sa.Table(
+    "inbox",
+    sa.MetaData(),
+    sa.Column("consumer", sa.String(100), primary_key=True),
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("processed_at", UtcDateTime, nullable=False),
+)
+
+
+async def claim(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    """Record that `consumer` handles `event_id` in this transaction; False if it already has.
+
+    On PostgreSQL a concurrent claim of the same event waits for the first transaction, then finds the row.
+    """
+    values = {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()}
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert: Any = postgresql.insert(inbox_table) if dialect == "postgresql" else sqlite.insert(inbox_table)
+    result = await session.execute(insert.values(values).on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 0) == 1)

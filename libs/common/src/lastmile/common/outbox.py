@@ -1,0 +1,190 @@
+"""Transactional outbox (publish what was committed, at least once) and inbox (handle each event once).
+
+Every service's first migration creates both tables with `create_outbox_and_inbox(op)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lastmile.common.bus import Bus, OutgoingRecord
+from lastmile.common.db import Database, UtcDateTime, is_transient, utcnow
+from lastmile.common.events import Envelope, Payload
+from lastmile.common.inbox import inbox_table
+from lastmile.common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+
+log = logging.getLogger(__name__)
+
+_meta = sa.MetaData()  # Core tables, bound to no service's metadata: each service's migration creates them
+
+outbox_table = sa.Table(
+    "outbox",
+    _meta,
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("topic", sa.String(100), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+
+def create_outbox_and_inbox(op: Any) -> None:
+    """Called from a service's first Alembic migration."""
+    for table in (outbox_table, inbox_table):
+        op.create_table(table.name, *[c._copy() for c in table.columns])
+
+
+def add(
+    session: AsyncSession, payload: Payload, *, source: str, envelope: Envelope | None = None
+) -> Envelope:
+    """Stage an event in the same transaction as the state change it announces."""
+    env = envelope or payload.envelope(source)
+    rows = session.info.get("outbox_rows")
+    if rows is None:
+        rows = session.info["outbox_rows"] = []
+        # One executemany just before commit rather than an INSERT per event (Database.transaction runs it).
+        session.info.setdefault("before_commit", []).append(_insert_staged)
+    rows.append(
+        {
+            "topic": payload.TOPIC.name,
+            "key": payload.key(),
+            "event_id": str(env.id),
+            "type": env.type,
+            "payload": env.to_bytes(),
+            "created_at": utcnow(),
+        }
+    )
+    session.info["outbox_added"] = True
+    return env
+
+
+async def _insert_staged(session: AsyncSession) -> None:
+    rows = session.info.pop("outbox_rows", None)
+    if rows:
+        await session.execute(outbox_table.insert(), rows)
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in id order, then deletes them. Crash after the broker's ack and before
+    the delete ⇒ the rows go out again (same event ids), which consumers' inboxes absorb.
+
+    On PostgreSQL one relay per database holds an advisory lock, so replicas never reorder a key's events.
+    """
+
+    LOCK_ID = 7230002
+
+    def __init__(
+        self, db: Database, bus: Bus, *, service: str, batch: int = 500, poll_s: float = 0.5
+    ) -> None:
+        self.db, self.bus, self.service = db, bus, service
+        self.batch, self.poll_s = batch, poll_s
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                if self.db.dialect == "postgresql":
+                    await self._run_with_lock()
+                else:
+                    await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(level, "outbox relay: %s; retrying in %.1f s", self.last_error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                backoff = 0.2
+
+    async def _run_with_lock(self) -> None:
+        async with self.db.engine.connect() as conn:
+            while True:
+                got = (
+                    await conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.LOCK_ID})
+                ).scalar()
+                await conn.commit()
+                if got:
+                    break
+                await asyncio.sleep(2.0)  # another replica relays; stand by
+            try:
+                await self._loop(conn)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.LOCK_ID})
+                    await conn.commit()
+
+    async def _loop(self, lock_conn: Any = None) -> None:
+        while True:
+            sent = await self.publish_pending()
+            self.last_error = None
+            if sent >= self.batch:
+                continue
+            if lock_conn is not None:
+                await lock_conn.execute(
+                    sa.text("SELECT 1")
+                )  # notices a lost session, so the lock is re-taken
+                await lock_conn.commit()
+            self.db.outbox_signal.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.db.outbox_signal.wait(), self.poll_s)
+
+    async def publish_pending(self) -> int:
+        """One batch: read, publish (await the broker's acks), delete. Returns how many were sent."""
+        async with self.db.read() as session:
+            rows = (
+                await session.execute(
+                    sa.select(
+                        outbox_table.c.id, outbox_table.c.topic, outbox_table.c.key, outbox_table.c.payload
+                    )
+                    .order_by(outbox_table.c.id)
+                    .limit(self.batch)
+                )
+            ).all()
+        if not rows:
+            OUTBOX_BACKLOG.labels(self.service).set(0)
+            return 0
+        await self.bus.publish([OutgoingRecord(r.topic, r.key.encode(), r.payload) for r in rows])
+        await self._delete([r.id for r in rows])
+        for topic in {r.topic for r in rows}:
+            OUTBOX_PUBLISHED.labels(self.service, topic).inc(sum(1 for r in rows if r.topic == topic))
+        await self._update_backlog()
+        return len(rows)
+
+    async def _delete(self, ids: Sequence[int]) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(sa.delete(outbox_table).where(outbox_table.c.id.in_(ids)))
+
+    async def _update_backlog(self) -> None:
+        async with self.db.read() as session:
+            count = (await session.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one()
+        OUTBOX_BACKLOG.labels(self.service).set(count)
+
+
+async def pending_count(db: Database) -> int:
+    async with db.read() as session:
+        return int((await session.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one())

@@ -1,0 +1,77 @@
+"""The outbox publishes what was committed, in order, at least once; nothing that was rolled back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lastmile.common import events as ev
+from lastmile.common import outbox
+from lastmile.common.bus import InMemoryBus
+from lastmile.common.db import Database
+from lastmile.common.testing import create_common_tables, eventually
+
+T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
+def arrived(order: str) -> ev.Arrived:
+    return ev.Arrived(order_id=order, vehicle_id="veh_1", at=T0)
+
+
+async def stage(db: Database, orders: list[str]) -> None:
+    async with db.transaction() as session:
+        for order in orders:
+            outbox.add(session, arrived(order), source="test")
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Any:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/outbox.db")
+    await create_common_tables(database)
+    yield database
+    await database.dispose()
+
+
+async def test_publishes_committed_events_in_order_and_empties_the_table(db: Database) -> None:
+    bus = InMemoryBus()
+    relay = outbox.OutboxRelay(db, bus, service="test", batch=7, poll_s=0.05)
+    await stage(db, [f"ord_{i}" for i in range(20)])
+    relay.start()
+    try:
+        await eventually(lambda: len(bus.records("deliveries.v1")) == 20)
+        assert await outbox.pending_count(db) == 0
+    finally:
+        await relay.stop()
+    subjects = [ev.Envelope.from_bytes(r.value).subject for r in bus.records("deliveries.v1")]
+    assert sorted(subjects) == sorted(f"ord_{i}" for i in range(20))
+
+
+async def test_publishes_nothing_that_was_rolled_back(db: Database) -> None:
+    bus = InMemoryBus()
+
+    async def failing_change() -> None:
+        async with db.transaction() as session:
+            outbox.add(session, arrived("ord_never"), source="test")
+            raise RuntimeError("the business change failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
+    assert await outbox.pending_count(db) == 0
+    assert await outbox.OutboxRelay(db, bus, service="test").publish_pending() == 0
+
+
+async def test_a_failed_publish_keeps_the_rows_for_the_next_attempt(db: Database) -> None:
+    class Down(InMemoryBus):
+        async def publish(self, records: Any) -> None:
+            raise ConnectionError("broker down")
+
+    await stage(db, ["ord_a", "ord_b"])
+    with pytest.raises(ConnectionError):
+        await outbox.OutboxRelay(db, Down(), service="test").publish_pending()
+    assert await outbox.pending_count(db) == 2
+    bus = InMemoryBus()
+    assert await outbox.OutboxRelay(db, bus, service="test").publish_pending() == 2
+    assert len(bus.records("deliveries.v1")) == 2

@@ -1,0 +1,49 @@
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from lastmile.common import events as ev
+
+
+def test_every_payload_travels_on_a_known_topic_with_its_key_field() -> None:
+    for type_, model in ev.EVENT_TYPES.items():
+        assert type_.startswith("lastmile.")
+        assert model.TOPIC in ev.TOPICS
+        assert model.TOPIC.key in model.model_fields, f"{type_} lacks its key field {model.TOPIC.key}"
+
+
+def test_an_envelope_round_trips_to_its_typed_payload() -> None:
+    payload = ev.Arrived(order_id="ord_1", vehicle_id="veh_1", at=datetime(2026, 11, 27, 10, tzinfo=UTC))
+    envelope = payload.envelope("tracker")
+    decoded, typed = ev.decode(envelope.to_bytes())
+    assert decoded.id == envelope.id
+    assert decoded.subject == "ord_1"
+    assert typed == payload
+
+
+def test_consumers_ignore_fields_added_later() -> None:
+    data = {"order_id": "ord_1", "vehicle_id": "veh_1", "at": "2026-11-27T10:00:00Z", "added_in_v2": 1}
+    envelope = ev.Envelope(
+        id=uuid.uuid4(),
+        type="lastmile.delivery.arrived",
+        source="x",
+        subject="ord_1",
+        time=datetime.now(UTC),
+        data=data,
+    )
+    assert isinstance(envelope.payload(), ev.Arrived)
+
+
+def test_an_unknown_type_is_refused() -> None:
+    envelope = ev.Envelope(
+        id=uuid.uuid4(), type="lastmile.nope", source="x", subject="s", time=datetime.now(UTC), data={}
+    )
+    with pytest.raises(ev.UnknownEventType):
+        envelope.payload()
+
+
+def test_an_envelope_without_a_time_zone_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        ev.Envelope(id=uuid.uuid4(), type="t", source="x", subject="s", time=datetime(2026, 1, 1), data={})
