@@ -1,0 +1,1 @@
+"""Order intake: where merchants' systems hand Lastmile their orders."""

@@ -1,0 +1,1 @@
+"""Planner: fleet and depots; plans and re-plans routes with VROOM."""
