@@ -1,0 +1,1 @@
+"""The embedded launcher behind `make run`, and the simulated city."""

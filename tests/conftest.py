@@ -1,0 +1,102 @@
+"""Fixtures for the cross-service tiers: the four services as processes on the real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lastmile.sim.distributed import MODULES, Stack
+
+
+@pytest.fixture
+async def stack(kafka: Any, postgres: Any, free_port: Any, tmp_path: Path) -> AsyncIterator[Stack]:
+    databases = {service: await postgres(service) for service in MODULES}
+    ports = {service: free_port() for service in MODULES}
+    running = Stack(
+        kafka_bootstrap=kafka.bootstrap,
+        topic_prefix=kafka.prefix,
+        databases=databases,
+        ports=ports,
+        ops_token="lm_ops_" + secrets.token_urlsafe(24),
+        logs=tmp_path / "logs",
+    )
+    try:
+        await running.start_all()
+        yield running
+    finally:
+        running.stop_all()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class OwnInfra:
+    """A Kafka broker and a PostgreSQL server of this test's own, on their own ports, so that killing them
+    leaves every other test's servers alone."""
+
+    home: Path
+    kafka_port: int
+    pg_port: int
+
+    def _run(self, script: str, *args: str) -> None:
+        env = {
+            **os.environ,
+            "KAFKA_HOME": str(self.home / "kafka"),
+            "KAFKA_PORT": str(self.kafka_port),
+            "PG_HOME": str(self.home / "pg"),
+            "PG_PORT": str(self.pg_port),
+        }
+        subprocess.run([str(ROOT / script), *args], env=env, check=True, capture_output=True, timeout=180)
+
+    def kafka(self, action: str) -> None:
+        self._run("tools/kafka/kafka.sh", action)
+
+    def pg(self, action: str) -> None:
+        self._run("tools/pg/pg.sh", action)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    async def database(self, name: str) -> str:
+        import asyncpg
+
+        admin = await asyncpg.connect(
+            host="127.0.0.1", port=self.pg_port, user="lastmile", database="postgres"
+        )
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        return f"postgresql+asyncpg://lastmile@127.0.0.1:{self.pg_port}/{name}"
+
+
+@pytest.fixture
+def own_infra(
+    kafka: Any, postgres: Any, tmp_path_factory: pytest.TempPathFactory, free_port: Any
+) -> Iterator[OwnInfra]:
+    # `kafka` and `postgres` first: they fail (or skip) plainly when the machine lacks the servers' software.
+    home = Path(tempfile.mkdtemp(prefix="lastmile-infra-", dir="/tmp"))
+    infra = OwnInfra(home, free_port(), free_port())
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+    try:
+        infra.kafka("start")
+        infra.pg("start")
+        yield infra
+    finally:
+        for stop in (lambda: infra.kafka("stop"), lambda: infra.pg("stop")):
+            with contextlib.suppress(subprocess.SubprocessError):
+                stop()
+        shutil.rmtree(home, ignore_errors=True)
