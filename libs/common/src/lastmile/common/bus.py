@@ -431,7 +431,8 @@ class KafkaBus:
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
         try:
-            await asyncio.wait_for(self._producer_ready.wait(), self.publish_timeout_s)
+            async with asyncio.timeout(self.publish_timeout_s):
+                await self._producer_ready.wait()
             futures = [
                 await self._producer.send(
                     self.physical(r.topic), value=r.value, key=r.key, headers=list(r.headers) or None
@@ -579,7 +580,8 @@ class _RevokeListener(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), 20)
+            async with asyncio.timeout(20):
+                await self._idle.wait()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         return None

@@ -150,8 +150,10 @@ class OutboxRelay:
                 )  # notices a lost session, so the lock is re-taken
                 await lock_conn.commit()
             self.db.outbox_signal.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (and hang shutdown).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.db.outbox_signal.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self.db.outbox_signal.wait()
 
     async def publish_pending(self) -> int:
         """One batch: read, publish (await the broker's acks), delete. Returns how many were sent."""

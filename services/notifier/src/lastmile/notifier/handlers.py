@@ -124,7 +124,8 @@ class Sender:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 while await self.send_pending():
