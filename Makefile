@@ -65,7 +65,7 @@ integration: venv
 	$(PYTEST) -q --timeout 300 -m integration $(TEST_DIRS)
 
 e2e: venv
-	$(PYTEST) -q -m e2e --timeout 600 tests
+	$(PYTEST) -v -m e2e --timeout 600 tests
 
 lint: venv
 	$(PY) -m ruff check $(SOURCES)

@@ -23,6 +23,11 @@ PG_PORT = int(os.environ.get("LASTMILE_TEST_PG_PORT", "55432"))
 SHARED = Path(os.environ.get("LASTMILE_SHARED", ROOT.parent / "shared"))
 
 
+def pytest_report_header() -> list[str]:
+    required = "required" if os.environ.get("LASTMILE_REQUIRE_INFRA") == "1" else "optional"
+    return [f"infrastructure ({required}): Kafka at {KAFKA}, PostgreSQL at {PG_HOST}:{PG_PORT}"]
+
+
 def _answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
