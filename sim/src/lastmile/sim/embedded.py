@@ -233,13 +233,13 @@ async def _post(
     return result
 
 
-async def serve_forever(var: Path) -> None:
+async def serve_forever(var: Path, ports: dict[str, int] | None = None) -> None:
     """`make run`: start, seed, print where to look, run until Ctrl-C."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(var) as platform:
+    async with running(var, ports=ports) as platform:
         credentials = await seed_demo(platform)
         write_example_order(platform.var / "example-order.json", credentials)
         print(banner(platform, credentials), flush=True)

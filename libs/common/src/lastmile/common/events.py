@@ -35,8 +35,10 @@ ROUTES = Topic("routes.v1", key="vehicle_id")
 LOCATIONS = Topic("locations.v1", key="vehicle_id")
 DELIVERIES = Topic("deliveries.v1", key="order_id")
 NOTIFICATIONS = Topic("notifications.v1", key="order_id")
+MERCHANTS = Topic("merchants.v1", key="merchant_id")
+DEVICES = Topic("devices.v1", key="vehicle_id")
 
-TOPICS: tuple[Topic, ...] = (ORDERS, DEPOTS, ROUTES, LOCATIONS, DELIVERIES, NOTIFICATIONS)
+TOPICS: tuple[Topic, ...] = (ORDERS, DEPOTS, ROUTES, LOCATIONS, DELIVERIES, NOTIFICATIONS, MERCHANTS, DEVICES)
 
 # ---------------------------------------------------------------------------------------------------------
 # Envelope
@@ -241,6 +243,36 @@ class DepotUpserted(Payload):
     opens: str = "07:00"
     closes: str = "21:00"
     active: bool = True
+
+
+# ---------------------------------------------------------------------------------------------------------
+# merchants.v1 (key: merchant id) — order intake owns merchants and their API keys; services with merchant
+# routes of their own (the notifier's webhooks) keep a copy of the active key hashes to authenticate them.
+
+
+@event("lastmile.merchant.keys_changed", MERCHANTS)
+class MerchantKeysChanged(Payload):
+    """The merchant's whole set of active API key hashes (SHA-256 hex) after a change: last one wins."""
+
+    merchant_id: str
+    name: str
+    key_hashes: list[str]
+    version: int
+    at: AwareDatetime
+
+
+# ---------------------------------------------------------------------------------------------------------
+# devices.v1 (key: vehicle id) — the tracker owns drivers' devices and their keys; the planner keeps a copy to
+# serve a driver their route.
+
+
+@event("lastmile.device.upserted", DEVICES)
+class DeviceUpserted(Payload):
+    device_id: str
+    vehicle_id: str
+    key_hash: str
+    active: bool
+    at: AwareDatetime
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -44,11 +44,12 @@ class Merchant:
 async def create_merchant(name: str, deps: Deps) -> tuple[Merchant, str, str]:
     """A merchant and its first API key; the key is returned once and only its hash is kept."""
     now = deps.clock.now()
-    merchant = MerchantRow(id=new_id("mer"), name=name, created_at=now)
+    merchant = MerchantRow(id=new_id("mer"), name=name, created_at=now, keys_version=0)
     async with deps.db.transaction() as session:
         store = IntakeStore(session)
         await store.add_merchant(merchant)
         key_id, key = await _add_key(store, merchant.id, "default", deps)
+        await _announce_keys(store, merchant.id, deps)
     return Merchant(merchant.id, merchant.name), key_id, key
 
 
@@ -57,7 +58,9 @@ async def create_api_key(merchant_id: str, label: str, deps: Deps) -> tuple[str,
         store = IntakeStore(session)
         if await store.merchant(merchant_id) is None:
             raise NotFound(f"Merchant {merchant_id} not found")
-        return await _add_key(store, merchant_id, label, deps)
+        key_id, key = await _add_key(store, merchant_id, label, deps)
+        await _announce_keys(store, merchant_id, deps)
+        return key_id, key
 
 
 async def _add_key(store: IntakeStore, merchant_id: str, label: str, deps: Deps) -> tuple[str, str]:
@@ -75,11 +78,30 @@ async def _add_key(store: IntakeStore, merchant_id: str, label: str, deps: Deps)
 
 async def revoke_api_key(merchant_id: str, key_id: str, deps: Deps) -> None:
     async with deps.db.transaction() as session:
-        row = await IntakeStore(session).key(key_id)
+        store = IntakeStore(session)
+        row = await store.key(key_id)
         if row is None or row.merchant_id != merchant_id:
             raise NotFound(f"Key {key_id} not found")
         if row.revoked_at is None:
             row.revoked_at = deps.clock.now()
+            await session.flush()
+            await _announce_keys(store, merchant_id, deps)
+
+
+async def _announce_keys(store: IntakeStore, merchant_id: str, deps: Deps) -> None:
+    """Services with merchant routes of their own authenticate with the hashes this event carries."""
+    merchant = await store.merchant(merchant_id)
+    assert merchant is not None
+    await store.session.flush()
+    merchant.keys_version += 1
+    event = ev.MerchantKeysChanged(
+        merchant_id=merchant_id,
+        name=merchant.name,
+        key_hashes=await store.active_key_hashes(merchant_id),
+        version=merchant.keys_version,
+        at=deps.clock.now(),
+    )
+    outbox.add(store.session, event, source=SOURCE)
 
 
 async def authenticate_merchant(key: str | None, deps: Deps) -> Merchant:

@@ -23,6 +23,7 @@ class MerchantRow(Base):
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    keys_version: Mapped[int] = mapped_column(default=0)
 
 
 class ApiKeyRow(Base):
@@ -96,6 +97,12 @@ class IntakeStore:
 
     async def key(self, key_id: str) -> ApiKeyRow | None:
         return await self.session.get(ApiKeyRow, key_id)
+
+    async def active_key_hashes(self, merchant_id: str) -> list[str]:
+        query = sa.select(ApiKeyRow.key_hash).where(
+            ApiKeyRow.merchant_id == merchant_id, ApiKeyRow.revoked_at.is_(None)
+        )
+        return sorted((await self.session.execute(query)).scalars())
 
     # depots
     async def depots(self) -> list[Depot]:

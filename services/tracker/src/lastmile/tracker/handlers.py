@@ -62,7 +62,18 @@ async def register_device(vehicle_id: str, name: str, deps: Deps) -> tuple[Devic
     )
     async with deps.db.transaction() as session:
         session.add(row)
+        outbox.add(session, _device_event(row, deps), source=SOURCE)
     return row, key
+
+
+def _device_event(row: DeviceRow, deps: Deps) -> ev.DeviceUpserted:
+    return ev.DeviceUpserted(
+        device_id=row.id,
+        vehicle_id=row.vehicle_id,
+        key_hash=row.key_hash,
+        active=row.revoked_at is None,
+        at=deps.clock.now(),
+    )
 
 
 async def revoke_device(device_id: str, deps: Deps) -> None:
@@ -70,7 +81,9 @@ async def revoke_device(device_id: str, deps: Deps) -> None:
         row = await TrackerStore(session).device(device_id)
         if row is None:
             raise NotFound(f"Device {device_id} not found")
-        row.revoked_at = row.revoked_at or deps.clock.now()
+        if row.revoked_at is None:
+            row.revoked_at = deps.clock.now()
+            outbox.add(session, _device_event(row, deps), source=SOURCE)
 
 
 async def authenticate_device(key: str | None, deps: Deps) -> Device:

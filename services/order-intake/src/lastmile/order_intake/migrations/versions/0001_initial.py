@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(40), primary_key=True),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("keys_version", sa.Integer, nullable=False),
     )
     op.create_table(
         "api_keys",
