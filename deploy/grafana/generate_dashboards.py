@@ -70,8 +70,19 @@ def panel(
 def ratio_or_zero(metric: str, matcher: str, by: str, window: str = RATE, where: str = "") -> str:
     """The share of `metric`'s rate that matches `matcher`, per `by`: 0 (not 'no data') while none matches."""
     part = f"sum by ({by}) (rate({metric}{{{', '.join(m for m in (where, matcher) if m)}}}[{window}]))"
-    whole = f"sum by ({by}) (rate({metric}{{{where}}}[{window}]))" if where else f"sum by ({by}) (rate({metric}[{window}]))"
+    whole = (
+        f"sum by ({by}) (rate({metric}{{{where}}}[{window}]))"
+        if where
+        else f"sum by ({by}) (rate({metric}[{window}]))"
+    )
     return f"({part} or {whole} * 0) / {whole}"
+
+
+def counted(metric: str, by: str, window: str, where: str = "") -> str:
+    """How much a counter rose in `window`, per `by`, counting series born in the window by their value
+    (increase() sees no rise from a series that did not exist: a labelled counter appears at its first event)."""
+    series = f"{metric}{{{where}}}" if where else metric
+    return f"sum by ({by}) (({series} unless {series} offset {window}) or increase({series}[{window}]))"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -97,7 +108,7 @@ OPERATIONS = Dashboard(
                 ),
                 panel(
                     "Orders accepted (1h)",
-                    "sum(increase(lastmile_order_intake_orders_received_total[1h]))",
+                    counted("lastmile_order_intake_orders_received_total", "", "1h"),
                     kind="stat",
                 ),
             ),
@@ -131,7 +142,7 @@ OPERATIONS = Dashboard(
                 panel(
                     "Unassigned jobs (1h) by depot and reason",
                     (
-                        "sum by (depot, reason) (increase(lastmile_planner_jobs_unassigned_total[1h]))",
+                        counted("lastmile_planner_jobs_unassigned_total", "depot, reason", "1h"),
                         "{{depot}} {{reason}}",
                     ),
                     kind="stat",
@@ -194,7 +205,9 @@ OPERATIONS = Dashboard(
                 panel(
                     "Message failure rate by channel",
                     (
-                        ratio_or_zero("lastmile_notifier_messages_total", 'outcome!="sent"', "channel", "15m"),
+                        ratio_or_zero(
+                            "lastmile_notifier_messages_total", 'outcome!="sent"', "channel", "15m"
+                        ),
                         "{{channel}}",
                     ),
                     unit="percentunit",
@@ -212,7 +225,7 @@ OPERATIONS = Dashboard(
                 panel(
                     "Dead-lettered events (1h)",
                     (
-                        "sum by (service, topic, reason) (increase(lastmile_events_dead_lettered_total[1h]))",
+                        counted("lastmile_events_dead_lettered_total", "service, topic, reason", "1h"),
                         "{{service}} {{topic}} {{reason}}",
                     ),
                     kind="stat",
@@ -234,7 +247,10 @@ OPERATIONS = Dashboard(
                 ),
                 panel(
                     "Server errors (5xx) by service",
-                    (ratio_or_zero("lastmile_http_requests_total", 'status=~"5.."', "service"), "{{service}}"),
+                    (
+                        ratio_or_zero("lastmile_http_requests_total", 'status=~"5.."', "service"),
+                        "{{service}}",
+                    ),
                     unit="percentunit",
                 ),
                 panel(
@@ -353,8 +369,8 @@ SERVICE = Dashboard(
                 panel(
                     "Dead-lettered events (1h) by topic",
                     (
-                        f"sum by (topic) (increase(lastmile_events_dead_lettered_total{S}[1h]))"
-                        f" or sum by (topic) (rate(lastmile_events_consumed_total{S}[{RATE}])) * 0",
+                        counted("lastmile_events_dead_lettered_total", "topic", "1h", SERVICE_MATCHER)
+                        + f" or sum by (topic) (rate(lastmile_events_consumed_total{S}[{RATE}])) * 0",
                         "{{topic}}",
                     ),
                 ),
