@@ -41,7 +41,9 @@ def _settings_class(service: str) -> type[CommonSettings]:
 def _unread_settings(service: str, names: list[str]) -> list[str]:
     """The LASTMILE_* names the service would ignore (its settings ignore unknown variables silently)."""
     fields = set(_settings_class(service).model_fields)
-    return [n for n in names if n.startswith("LASTMILE_") and n.removeprefix("LASTMILE_").lower() not in fields]
+    return [
+        n for n in names if n.startswith("LASTMILE_") and n.removeprefix("LASTMILE_").lower() not in fields
+    ]
 
 
 def _kustomize(path: Path) -> list[dict[str, Any]]:

@@ -35,7 +35,10 @@ def test_the_file_follows_the_compose_specification(compose: dict[str, Any]) -> 
 
 
 def test_the_validation_rejects_what_compose_would(compose: dict[str, Any]) -> None:
-    broken = {**compose, "services": {**compose["services"], "planner": {**compose["services"]["planner"], "restart": 3}}}
+    broken = {
+        **compose,
+        "services": {**compose["services"], "planner": {**compose["services"]["planner"], "restart": 3}},
+    }
     assert list(jsonschema.Draft202012Validator(compose_schema()).iter_errors(broken))
 
 
@@ -47,7 +50,9 @@ def test_the_whole_stack_is_there(compose: dict[str, Any]) -> None:
     assert compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
 
 
-def test_services_start_after_their_topics_and_databases_and_have_health_checks(compose: dict[str, Any]) -> None:
+def test_services_start_after_their_topics_and_databases_and_have_health_checks(
+    compose: dict[str, Any],
+) -> None:
     services = compose["services"]
     for name, service in services.items():
         for dependency, rule in service.get("depends_on", {}).items():
@@ -71,7 +76,8 @@ def test_services_get_only_settings_they_read(
         env = compose["services"][name]["environment"]
         assert unread_settings(name, list(env)) == [], f"{name} does not read these"
         assert str(env["LASTMILE_PORT"]) == str(PORTS[name])
-        assert env["LASTMILE_BUS"] == "kafka" and env["LASTMILE_KAFKA_CREATE_TOPICS"] == "false"
+        assert env["LASTMILE_BUS"] == "kafka"
+        assert env["LASTMILE_KAFKA_CREATE_TOPICS"] == "false"
         assert f"{PORTS[name]}:{PORTS[name]}" in compose["services"][name]["ports"]
     assert "5055:5055" in compose["services"]["tracker"]["ports"]
 
@@ -82,7 +88,8 @@ def test_each_service_has_its_own_database(compose: dict[str, Any]) -> None:
     for name in SERVICES:
         url = compose["services"][name]["environment"]["LASTMILE_DATABASE_URL"]
         database = url.rsplit("/", 1)[1]
-        assert database == name.replace("-", "_") and database in created
+        assert database == name.replace("-", "_")
+        assert database in created
 
 
 def test_kafka_init_creates_the_codes_topics_with_their_partitions(compose: dict[str, Any]) -> None:

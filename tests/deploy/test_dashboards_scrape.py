@@ -3,6 +3,7 @@ day runs through their public APIs, and every query of every dashboard panel ret
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time as clock
 from dataclasses import dataclass, field
@@ -10,8 +11,6 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import asyncio
 
 import httpx
 import pytest
@@ -27,7 +26,13 @@ RATE_INTERVAL = "10s"
 # Prometheus scrapes every second; the day's steps are spread over scrapes, as a real day's are, so that rates and
 # histograms see counters rise between two samples (a burst inside one scrape interval shows no rate).
 BEAT = 1.2  # what Grafana's $__rate_interval would be for a 1 s scrape interval, with margin
-DESTINATIONS = [(52.5208, 13.4095), (52.5155, 13.3777), (52.5301, 13.4102), (52.5089, 13.3902), (52.5250, 13.3690)]
+DESTINATIONS = [
+    (52.5208, 13.4095),
+    (52.5155, 13.3777),
+    (52.5301, 13.4102),
+    (52.5089, 13.3902),
+    (52.5250, 13.3690),
+]
 
 
 @dataclass
@@ -100,14 +105,18 @@ async def place_orders(day: Day) -> tuple[list[str], str]:
 
     async def place(key: str, body: dict[str, Any]) -> str | None:
         reply = await day.http.post(
-            day.stack.url("order-intake") + "/v1/orders", json=body, headers={"Authorization": f"Bearer {key}"}
+            day.stack.url("order-intake") + "/v1/orders",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
         )
         if reply.status_code != 201:  # 422 until order-intake has learnt of the depot through depots.v1
             return None
         day.orders[reply.json()["id"]] = key
         return str(reply.json()["id"])
 
-    first = await eventually(lambda: place(keys[0], order_body("O-0", DESTINATIONS[0])), timeout=60, interval=0.5)
+    first = await eventually(
+        lambda: place(keys[0], order_body("O-0", DESTINATIONS[0])), timeout=60, interval=0.5
+    )
     served = [first]
     await day.all_reach({"scheduled"}, served)  # a first plan; the next orders re-plan the day
     for i, where in enumerate(DESTINATIONS[1:], start=1):
@@ -123,7 +132,9 @@ async def place_orders(day: Day) -> tuple[list[str], str]:
 async def drive_routes(day: Day, served: list[str]) -> None:
     """Each vehicle reports where it is (its route starts), then completes its stops: one fails, the rest are
     delivered."""
-    reply = await day.http.get(day.stack.url("planner") + "/v1/routes", params={"depot_id": day.depot}, headers=day.ops)
+    reply = await day.http.get(
+        day.stack.url("planner") + "/v1/routes", params={"depot_id": day.depot}, headers=day.ops
+    )
     routes = [r for r in reply.json() if r["stops"]]
     assert {s["order_id"] for r in routes for s in r["stops"]} == set(served)
 
@@ -180,7 +191,10 @@ async def ask_wrongly(day: Day) -> None:
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
-    return {p.name: json.loads(p.read_text()) for p in sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))}
+    return {
+        p.name: json.loads(p.read_text())
+        for p in sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+    }
 
 
 def panel_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
@@ -204,7 +218,9 @@ def has_data(result: list[dict[str, Any]]) -> bool:
     return any(value != "NaN" for series in result for _, value in series["values"])
 
 
-async def test_every_dashboard_panel_shows_data_from_a_running_stack(stack: Stack, prometheus: Any, kafka: Any) -> None:
+async def test_every_dashboard_panel_shows_data_from_a_running_stack(
+    stack: Stack, prometheus: Any, kafka: Any
+) -> None:
     began = clock.time()
     ops = {"Authorization": f"Bearer {stack.ops_token}"}
     async with httpx.AsyncClient(timeout=15) as http:
@@ -228,7 +244,9 @@ async def test_every_dashboard_panel_shows_data_from_a_running_stack(stack: Stac
             return all([await prometheus.query(http, q) for q in checks])
 
         await eventually(scraped, timeout=30, interval=1)
-        await eventually(lambda: clock.time() - began > 12, timeout=15, interval=0.5)  # rates need two windows
+        await eventually(
+            lambda: clock.time() - began > 12, timeout=15, interval=0.5
+        )  # rates need two windows
         end = clock.time()
 
         empty = []
@@ -240,7 +258,8 @@ async def test_every_dashboard_panel_shows_data_from_a_running_stack(stack: Stac
 
         # the service dashboard's variable lists the four services
         reply = await http.get(
-            prometheus.url + "/api/v1/label/service/values", params={"match[]": "lastmile_http_requests_total"}
+            prometheus.url + "/api/v1/label/service/values",
+            params={"match[]": "lastmile_http_requests_total"},
         )
         assert set(reply.json()["data"]) == set(SERVICES)
 
@@ -249,6 +268,8 @@ async def test_every_dashboard_panel_shows_data_from_a_running_stack(stack: Stac
         rules = [r for g in groups for r in g["rules"]]
         assert len(rules) >= 9
         assert [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"] == []
-        firing = {a["labels"]["alertname"] for r in rules for a in r.get("alerts", []) if a["state"] == "firing"}
+        firing = {
+            a["labels"]["alertname"] for r in rules for a in r.get("alerts", []) if a["state"] == "firing"
+        }
         assert {"LastmileDeadLetters", "LastmileUnassignedJobs"} <= firing
         assert "LastmileServiceDown" not in firing

@@ -66,7 +66,9 @@ def test_core_resources_validate_against_the_kubernetes_schemas(
     assert not failures, "\n".join(failures)
 
 
-def test_custom_resources_validate_against_their_schemas(rendered: dict[str, Docs], shared_data: Path) -> None:
+def test_custom_resources_validate_against_their_schemas(
+    rendered: dict[str, Docs], shared_data: Path
+) -> None:
     checked, failures = set(), []
     for overlay, docs in rendered.items():
         for doc in docs:
@@ -78,7 +80,9 @@ def test_custom_resources_validate_against_their_schemas(rendered: dict[str, Doc
             validator = jsonschema.Draft7Validator(schema)
             for error in validator.iter_errors(doc):
                 where = "/".join(str(p) for p in error.absolute_path)
-                failures.append(f"{overlay}: {doc['kind']} {doc['metadata']['name']} at {where}: {error.message}")
+                failures.append(
+                    f"{overlay}: {doc['kind']} {doc['metadata']['name']} at {where}: {error.message}"
+                )
             checked.add(doc["kind"])
     assert not failures, "\n".join(failures)
     assert {"Kafka", "KafkaNodePool", "KafkaTopic", "ServiceMonitor", "PrometheusRule"} <= checked
@@ -93,7 +97,9 @@ def test_every_resource_is_validated_by_a_schema_or_named_as_unvalidated(
         for d in docs
         if crd_schema(shared_data, d) is not None
     }
-    without_schema = {k for k in custom if not crd_schema(shared_data, {"apiVersion": k[0], "kind": k[1]}).exists()}  # type: ignore[union-attr]
+    without_schema = {
+        k for k in custom if not crd_schema(shared_data, {"apiVersion": k[0], "kind": k[1]}).exists()
+    }  # type: ignore[union-attr]
     assert without_schema == NO_SCHEMA
 
 
@@ -102,7 +108,8 @@ def test_cloudnativepg_resources_hold_what_we_rely_on(rendered: dict[str, Docs])
         docs = rendered[overlay]
         cluster = named(docs, "Cluster", "lastmile-pg")
         spec = cluster["spec"]
-        assert isinstance(spec["instances"], int) and spec["instances"] >= 1
+        assert isinstance(spec["instances"], int)
+        assert spec["instances"] >= 1
         assert re.fullmatch(r"\d+(Mi|Gi|Ti)", spec["storage"]["size"])
         initdb = spec["bootstrap"]["initdb"]
         databases = {initdb["database"]: initdb["owner"]}
@@ -119,7 +126,9 @@ def test_cloudnativepg_resources_hold_what_we_rely_on(rendered: dict[str, Docs])
             assert url["value"] == (
                 f"postgresql+asyncpg://$(PGUSER):$(PGPASSWORD)@lastmile-pg-rw:5432/{service.replace('-', '_')}"
             )
-            assert names.index("PGUSER") < names.index("LASTMILE_DATABASE_URL")  # $(VAR) sees only earlier ones
+            assert names.index("PGUSER") < names.index(
+                "LASTMILE_DATABASE_URL"
+            )  # $(VAR) sees only earlier ones
             assert names.index("PGPASSWORD") < names.index("LASTMILE_DATABASE_URL")
             assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env if e["name"].startswith("PG")} == {
                 "lastmile-pg-app"
@@ -128,7 +137,8 @@ def test_cloudnativepg_resources_hold_what_we_rely_on(rendered: dict[str, Docs])
 
 def test_external_postgres_overlay_reads_each_database_url_from_a_secret(rendered: dict[str, Docs]) -> None:
     docs = rendered["production-external-postgres"]
-    assert not of_kind(docs, "Cluster") and not of_kind(docs, "Database")
+    assert not of_kind(docs, "Cluster")
+    assert not of_kind(docs, "Database")
     for service in SERVICES:
         env = named(docs, "Deployment", service)["spec"]["template"]["spec"]["containers"][0]["env"]
         url = next(e for e in env if e["name"] == "LASTMILE_DATABASE_URL")
@@ -139,7 +149,15 @@ def test_components_switch_kafka_postgres_and_monitoring_on_and_off(rendered: di
     def kinds(name: str) -> set[str]:
         return {d["kind"] for d in rendered[name]}
 
-    operator_kinds = {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "Database", "ServiceMonitor", "PrometheusRule"}
+    operator_kinds = {
+        "Kafka",
+        "KafkaNodePool",
+        "KafkaTopic",
+        "Cluster",
+        "Database",
+        "ServiceMonitor",
+        "PrometheusRule",
+    }
     assert not kinds("base") & operator_kinds
     assert operator_kinds <= kinds("development")
     assert operator_kinds <= kinds("production")
@@ -176,7 +194,8 @@ def test_deployments_are_probed_limited_and_unprivileged(rendered: dict[str, Doc
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
             resources = container["resources"]
-            assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
+            assert {"cpu", "memory"} <= set(resources["requests"])
+            assert {"cpu", "memory"} <= set(resources["limits"])
             security = container["securityContext"]
             assert security["readOnlyRootFilesystem"] is True
             assert security["allowPrivilegeEscalation"] is False
@@ -204,8 +223,12 @@ def test_config_maps_hold_only_settings_the_services_read(
     rendered: dict[str, Docs], overlay: str, unread_settings: Callable[[str, list[str]], list[str]]
 ) -> None:
     for service in SERVICES:
-        config = next(d for d in of_kind(rendered[overlay], "ConfigMap") if d["metadata"]["name"].startswith(service))
-        env = named(rendered[overlay], "Deployment", service)["spec"]["template"]["spec"]["containers"][0]["env"]
+        config = next(
+            d for d in of_kind(rendered[overlay], "ConfigMap") if d["metadata"]["name"].startswith(service)
+        )
+        env = named(rendered[overlay], "Deployment", service)["spec"]["template"]["spec"]["containers"][0][
+            "env"
+        ]
         names = list(config["data"]) + [e["name"] for e in env]
         assert all(n.startswith(("LASTMILE_", "PG")) for n in names), names
         assert unread_settings(service, names) == [], f"{service} does not read these"
@@ -233,7 +256,11 @@ def test_dashboards_are_config_maps_for_grafanas_sidecar_made_from_the_committed
     rendered: dict[str, Docs],
 ) -> None:
     root = Path(__file__).resolve().parents[2]
-    maps = [d for d in of_kind(rendered["production"], "ConfigMap") if d["metadata"].get("labels", {}).get("grafana_dashboard")]
+    maps = [
+        d
+        for d in of_kind(rendered["production"], "ConfigMap")
+        if d["metadata"].get("labels", {}).get("grafana_dashboard")
+    ]
     files = {p.name: p.read_text() for p in (root / "deploy" / "grafana" / "dashboards").glob("*.json")}
     assert {name: text for m in maps for name, text in m["data"].items()} == files
 

@@ -26,7 +26,9 @@ METRIC = re.compile(r"\b(?:lastmile|process|python)_[a-z0-9_]+\b")
 def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     if shutil.which("promtool") is None:
         pytest.fail("promtool not found: `make system-deps` installs Debian's prometheus package")
-    return subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        ["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def rules() -> list[dict[str, Any]]:
@@ -85,9 +87,7 @@ def test_every_alert_is_unit_tested() -> None:
     tested = set()
     for path in (PROMETHEUS / "tests").glob("*.test.yml"):
         for case in yaml.safe_load(path.read_text())["tests"]:
-            tested |= {
-                t["alertname"] for t in case.get("alert_rule_test", []) if t.get("exp_alerts")
-            }
+            tested |= {t["alertname"] for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
     assert {r["alert"] for r in rules()} == tested
 
 
@@ -121,7 +121,11 @@ def test_every_alert_has_a_severity_and_a_runbook_that_exists() -> None:
 )
 def test_generated_files_are_current(script: str) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / script), "--check"], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, str(ROOT / script), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
 
@@ -141,5 +145,11 @@ def test_panels_waiting_for_a_metric_move_in_once_it_exists() -> None:
     finally:
         sys.path.remove(str(GRAFANA))
     defined = defined_metrics()
-    arrived = [(title, metric) for title, metric in generator.PENDING if metric in defined or metric + "_total" in defined]
-    assert not arrived, f"these metrics now exist: add their panels to deploy/grafana/generate_dashboards.py: {arrived}"
+    arrived = [
+        (title, metric)
+        for title, metric in generator.PENDING
+        if metric in defined or metric + "_total" in defined
+    ]
+    assert not arrived, (
+        f"these metrics now exist: add their panels to deploy/grafana/generate_dashboards.py: {arrived}"
+    )
