@@ -19,7 +19,7 @@ from lastmile.common.events import TOPICS
 
 SERVICES = ("order-intake", "planner", "tracker", "notifier")
 # The oldest Kubernetes minor we support, and the newest the installed kubernetes-validate knows.
-KUBERNETES_VERSIONS = ("1.29.0", f"{latest_version()}.0")
+KUBERNETES_VERSIONS = ("1.29.0", latest_version())
 # CloudNativePG publishes no JSON schema that is available offline here (../shared has Strimzi's and the
 # Prometheus Operator's only): its resources are checked by test_cloudnativepg_resources_hold_what_we_rely_on
 # below, by hand, not against a schema.
