@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 
 from lastmile.common.auth import OpsAuth, bearer_token
-from lastmile.common.errors import problem_responses
+from lastmile.common.errors import FieldProblem, LastmileError, Unprocessable, problem_responses
+from lastmile.order_intake import examples as ex
 from lastmile.order_intake import handlers
-from lastmile.order_intake.domain import CreateOrder
-from lastmile.order_intake.handlers import Deps, Merchant
-from lastmile.order_intake.store import OrderRow
+from lastmile.order_intake import handlers_orders as orders
+from lastmile.order_intake.caches import Merchant
+from lastmile.order_intake.handlers import Deps
+from lastmile.order_intake.handlers_orders import Idempotency, Reply
+from lastmile.order_intake.schemas import (
+    BatchResult,
+    CancelOrder,
+    ChangeOrder,
+    CreateKey,
+    CreateMerchant,
+    CreateOrder,
+    CreateOrderBatch,
+    KeyCreated,
+    MerchantCreated,
+    OrderPage,
+    OrderStatus,
+    OrderView,
+    StatusView,
+    TrackingView,
+)
 
 
 def get_deps(request: Request) -> Deps:
@@ -25,10 +44,48 @@ DepsDep = Annotated[Deps, Depends(get_deps)]
 
 
 async def merchant_auth(request: Request, deps: DepsDep) -> Merchant:
-    return await handlers.authenticate_merchant(bearer_token(request), deps)
+    """The caller's merchant, within its rate limit (429 with Retry-After beyond it)."""
+    merchant = await handlers.authenticate_merchant(bearer_token(request), deps)
+    deps.limiter.check(merchant.id)
+    return merchant
+
+
+async def order_sender(request: Request, deps: DepsDep) -> Merchant:
+    """As merchant_auth, counting refusals as rejected orders."""
+    with counting_rejections():
+        return await merchant_auth(request, deps)
 
 
 MerchantAuth = Annotated[Merchant, Depends(merchant_auth)]
+OrderSender = Annotated[Merchant, Depends(order_sender)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Same key and same request: the first answer again, and nothing done twice. Same key, "
+        "another request: 422. Keys are kept 24 hours per merchant.",
+        examples=["3f0c9a1e-5d2b-4c8e-9f7a-1b2c3d4e5f60"],
+    ),
+]
+
+
+@contextmanager
+def counting_rejections() -> Iterator[None]:
+    try:
+        yield
+    except LastmileError as exc:
+        orders.rejected(exc.code)
+        raise
+
+
+async def idempotency(request: Request, key: str | None) -> Idempotency | None:
+    return Idempotency.of(key, request.method, request.url.path, await request.body())
+
+
+def reply(r: Reply) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if r.replayed else None
+    return Response(r.body, status_code=r.status_code, media_type="application/json", headers=headers)
+
 
 router = APIRouter()
 
@@ -36,44 +93,37 @@ router = APIRouter()
 # Ops: merchants and their keys
 
 
-class CreateMerchant(BaseModel):
-    name: str = Field(min_length=1, max_length=200, examples=["Acme Books"])
-
-
-class MerchantCreated(BaseModel):
-    id: str
-    name: str
-    api_key_id: str
-    api_key: str = Field(description="Shown once; only its hash is stored")
-
-
-class KeyCreated(BaseModel):
-    id: str
-    api_key: str
-
-
-class CreateKey(BaseModel):
-    label: str = Field(default="", max_length=100)
-
-
 @router.post(
     "/v1/merchants",
     status_code=201,
     tags=["ops"],
-    responses=problem_responses(401, 422),
     response_model=MerchantCreated,
+    responses={201: ex.answer(ex.MERCHANT_CREATED, "Created"), **problem_responses(401, 413, 422)},
 )
-async def create_merchant(body: CreateMerchant, deps: DepsDep, _: OpsAuth) -> MerchantCreated:
-    """Register a merchant and issue its first API key."""
+async def create_merchant(
+    body: Annotated[CreateMerchant, Body(openapi_examples={"merchant": {"value": ex.MERCHANT}})],
+    deps: DepsDep,
+    _: OpsAuth,
+) -> MerchantCreated:
+    """Register a merchant and issue its first API key (shown once)."""
     merchant, key_id, key = await handlers.create_merchant(body.name, deps)
     return MerchantCreated(id=merchant.id, name=merchant.name, api_key_id=key_id, api_key=key)
 
 
 @router.post(
-    "/v1/merchants/{merchant_id}/keys", status_code=201, tags=["ops"], responses=problem_responses(401, 404)
+    "/v1/merchants/{merchant_id}/keys",
+    status_code=201,
+    tags=["ops"],
+    response_model=KeyCreated,
+    responses={201: ex.answer(ex.KEY_CREATED, "Created"), **problem_responses(401, 404, 413, 422)},
 )
-async def create_key(merchant_id: str, body: CreateKey, deps: DepsDep, _: OpsAuth) -> KeyCreated:
-    """Issue another API key for a merchant (for rotation)."""
+async def create_key(
+    merchant_id: str,
+    body: Annotated[CreateKey, Body(openapi_examples={"key": {"value": ex.KEY}})],
+    deps: DepsDep,
+    _: OpsAuth,
+) -> KeyCreated:
+    """Issue another API key for a merchant (for rotation); several can be active at once."""
     key_id, key = await handlers.create_api_key(merchant_id, body.label, deps)
     return KeyCreated(id=key_id, api_key=key)
 
@@ -82,10 +132,10 @@ async def create_key(merchant_id: str, body: CreateKey, deps: DepsDep, _: OpsAut
     "/v1/merchants/{merchant_id}/keys/{key_id}",
     status_code=204,
     tags=["ops"],
-    responses=problem_responses(401, 404),
+    responses={204: {"description": "Revoked (also when it already was)"}, **problem_responses(401, 404)},
 )
 async def revoke_key(merchant_id: str, key_id: str, deps: DepsDep, _: OpsAuth) -> Response:
-    """Revoke a key; requests with it are refused from now on."""
+    """Revoke a key: refused at once by this replica, by the others within `auth_cache_seconds`."""
     await handlers.revoke_api_key(merchant_id, key_id, deps)
     return Response(status_code=204)
 
@@ -93,72 +143,169 @@ async def revoke_key(merchant_id: str, key_id: str, deps: DepsDep, _: OpsAuth) -
 # ---------------------------------------------------------------------------------------------------------
 # Merchants: orders
 
-
-class OrderOut(BaseModel):
-    id: str
-    reference: str
-    status: str
-    kind: str
-    depot_id: str
-    version: int
-    tracking_url: str
-    created_at: datetime
-    updated_at: datetime
-    order: dict[str, Any] = Field(description="The order as accepted")
+WRITE_PROBLEMS = problem_responses(401, 404, 409, 413, 422, 429, 503)
 
 
-class StatusOut(BaseModel):
-    status: str
-    at: datetime
-    detail: dict[str, Any]
-
-
-def order_out(row: OrderRow) -> OrderOut:
-    snap = row.snapshot
-    order = {
-        k: v
-        for k, v in snap.items()
-        if k not in ("tracking_token", "merchant_id", "merchant_name", "version")
-    }
-    return OrderOut(
-        id=row.id,
-        reference=row.reference,
-        status=row.status,
-        kind=snap["kind"],
-        depot_id=row.depot_id,
-        version=row.version,
-        tracking_url=snap["tracking_url"],
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        order=order,
-    )
-
-
-EXAMPLE_ORDER = {
-    "reference": "A-1001",
-    "recipient": {"name": "Ada Lovelace", "phone": "+447700900123", "email": "ada@example.com"},
-    "destination": {"lat": 52.5208, "lon": 13.4095},
-    "time_windows": [{"start": "2026-12-01T10:00:00+01:00", "end": "2026-12-01T18:00:00+01:00"}],
-    "parcels": [{"count": 1, "weight_kg": 2.5}],
-}
-
-
-@router.post("/v1/orders", status_code=201, tags=["orders"], responses=problem_responses(401, 409, 413, 422))
+@router.post(
+    "/v1/orders",
+    status_code=201,
+    tags=["orders"],
+    response_model=OrderView,
+    responses={
+        201: ex.answer(ex.ORDER_VIEW, "Accepted: stored with its event before this answer"),
+        **problem_responses(401, 409, 413, 422, 429, 503),
+    },
+)
 async def create_order(
-    body: Annotated[CreateOrder, Field(examples=[EXAMPLE_ORDER])], merchant: MerchantAuth, deps: DepsDep
-) -> OrderOut:
+    request: Request,
+    body: Annotated[CreateOrder, Body(openapi_examples=ex.CREATE_EXAMPLES)],
+    merchant: OrderSender,
+    deps: DepsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Accept one order. It is stored before this answers; planning follows asynchronously."""
-    return order_out(await handlers.accept_order(body, merchant, deps))
+    with counting_rejections():
+        idem = await idempotency(request, idempotency_key)
+        return reply(await orders.accept_order(body, merchant, deps, idem))
 
 
-@router.get("/v1/orders/{order_id}", tags=["orders"], responses=problem_responses(401, 404))
-async def read_order(order_id: str, merchant: MerchantAuth, deps: DepsDep) -> OrderOut:
+@router.post(
+    "/v1/orders/batch",
+    status_code=200,
+    tags=["orders"],
+    response_model=BatchResult,
+    responses={
+        200: ex.answer(ex.BATCH_RESULT, "One result per order, in the order given"),
+        **problem_responses(401, 413, 422, 429, 503),
+    },
+)
+async def create_orders(
+    request: Request,
+    body: Annotated[CreateOrderBatch, Body(openapi_examples={"two orders": {"value": ex.BATCH}})],
+    merchant: OrderSender,
+    deps: DepsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Accept up to 1,000 orders: each is created or rejected on its own (problems point into the batch)."""
+    with counting_rejections():
+        idem = await idempotency(request, idempotency_key)
+        return reply(await orders.accept_batch(body.orders, merchant, deps, idem))
+
+
+@router.get(
+    "/v1/orders",
+    tags=["orders"],
+    response_model=OrderPage,
+    responses={200: ex.answer(ex.PAGE), **problem_responses(401, 422, 429)},
+)
+async def list_orders(
+    merchant: MerchantAuth,
+    deps: DepsDep,
+    status: OrderStatus | None = None,
+    reference: Annotated[str | None, Query(max_length=100)] = None,
+    created_from: Annotated[datetime | None, Query(description="Inclusive, with a timezone")] = None,
+    created_to: Annotated[datetime | None, Query(description="Exclusive, with a timezone")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> OrderPage:
+    """The merchant's orders, newest first, filtered; follow `next_cursor` for more."""
+    f = orders.ListFilter(
+        status,
+        reference,
+        _aware(created_from, "created_from"),
+        _aware(created_to, "created_to"),
+        cursor,
+        limit,
+    )
+    return await orders.list_orders(merchant, deps, f)
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise Unprocessable(
+            f"{name} needs a timezone",
+            code="validation-error",
+            errors=[
+                FieldProblem(pointer=f"#/query/{name}", detail="needs a timezone, e.g. 2030-12-01T00:00:00Z")
+            ],
+        )
+    return value
+
+
+@router.get(
+    "/v1/orders/{order_id}",
+    tags=["orders"],
+    response_model=OrderView,
+    responses={200: ex.answer(ex.ORDER_VIEW), **problem_responses(401, 404, 429)},
+)
+async def read_order(order_id: str, merchant: MerchantAuth, deps: DepsDep) -> Response:
     """One of the merchant's orders with its current status."""
-    return order_out(await handlers.get_order(order_id, merchant, deps))
+    row = await orders.get_order(order_id, merchant, deps)
+    return Response(orders.view_of(row).model_dump_json(), media_type="application/json")
 
 
-@router.get("/v1/orders/{order_id}/history", tags=["orders"], responses=problem_responses(401, 404))
-async def read_history(order_id: str, merchant: MerchantAuth, deps: DepsDep) -> list[StatusOut]:
+@router.patch(
+    "/v1/orders/{order_id}",
+    tags=["orders"],
+    response_model=OrderView,
+    responses={200: ex.answer({**ex.ORDER_VIEW, "version": 2}), **WRITE_PROBLEMS},
+)
+async def change_order(
+    request: Request,
+    order_id: str,
+    body: Annotated[ChangeOrder, Body(openapi_examples=ex.CHANGE_EXAMPLES)],
+    merchant: MerchantAuth,
+    deps: DepsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Replace the window (or service level), destination or recipient until the order is out for delivery.
+
+    The planner re-plans it. A new destination must stay in the order's depot's service area.
+    """
+    idem = await idempotency(request, idempotency_key)
+    return reply(await orders.change_order(order_id, body, merchant, deps, idem))
+
+
+@router.post(
+    "/v1/orders/{order_id}/cancel",
+    tags=["orders"],
+    response_model=OrderView,
+    responses={200: ex.answer({**ex.ORDER_VIEW, "status": "cancelled", "version": 2}), **WRITE_PROBLEMS},
+)
+async def cancel_order(
+    request: Request,
+    order_id: str,
+    merchant: MerchantAuth,
+    deps: DepsDep,
+    body: Annotated[CancelOrder | None, Body(openapi_examples=ex.CANCEL_EXAMPLES)] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Cancel an order until it is out for delivery."""
+    idem = await idempotency(request, idempotency_key)
+    reason = body.reason if body is not None else None
+    return reply(await orders.cancel_order(order_id, reason, merchant, deps, idem))
+
+
+@router.get(
+    "/v1/orders/{order_id}/history",
+    tags=["orders"],
+    response_model=list[StatusView],
+    responses={200: ex.answer(ex.HISTORY), **problem_responses(401, 404, 429)},
+)
+async def read_history(order_id: str, merchant: MerchantAuth, deps: DepsDep) -> list[StatusView]:
     """Every status the order has had, oldest first."""
-    rows = await handlers.order_history(order_id, merchant, deps)
-    return [StatusOut(status=r.status, at=r.at, detail=r.detail) for r in rows]
+    return await orders.order_history(order_id, merchant, deps)
+
+
+@router.get(
+    "/v1/orders/{order_id}/tracking",
+    tags=["orders"],
+    response_model=TrackingView,
+    responses={200: ex.answer(ex.TRACKING), **problem_responses(401, 404, 429)},
+)
+async def read_tracking(order_id: str, merchant: MerchantAuth, deps: DepsDep) -> TrackingView:
+    """The customer's tracking page for this order (no login: the URL carries a 192-bit token)."""
+    row = await orders.get_order(order_id, merchant, deps)
+    return TrackingView(order_id=row.id, tracking_url=orders.view_of(row).tracking_url)

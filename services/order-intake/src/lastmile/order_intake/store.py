@@ -1,9 +1,16 @@
-"""Order intake's tables and the queries on them, named in domain words."""
+"""Order intake's tables and the queries on them, named in domain words.
+
+The hot path (accepting orders) uses Core statements and one executemany per table per transaction, and
+keeps the order as the JSON its event carries (serialised once, by pydantic), not as ORM objects.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +19,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from lastmile.common import events as ev
 from lastmile.common.db import UtcDateTime
 from lastmile.order_intake.domain import Depot
+
+BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -45,29 +54,69 @@ class DepotRow(Base):
     timezone: Mapped[str] = mapped_column(sa.String(64))
     service_radius_km: Mapped[float]
     active: Mapped[bool] = mapped_column(default=True)
+    service_area: Mapped[list[list[float]] | None] = mapped_column(sa.JSON, nullable=True)
+    opens: Mapped[str] = mapped_column(sa.String(5), default="07:00")
+    closes: Mapped[str] = mapped_column(sa.String(5), default="21:00")
 
 
 class OrderRow(Base):
     __tablename__ = "orders"
-    __table_args__ = (sa.UniqueConstraint("merchant_id", "reference", name="uq_orders_merchant_reference"),)
+    __table_args__ = (
+        sa.UniqueConstraint("merchant_id", "reference", name="uq_orders_merchant_reference"),
+        sa.Index("ix_orders_merchant_id_id", "merchant_id", "id"),
+    )
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
-    merchant_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    merchant_id: Mapped[str] = mapped_column(sa.String(40))
     reference: Mapped[str] = mapped_column(sa.String(100))
     status: Mapped[str] = mapped_column(sa.String(30))
     depot_id: Mapped[str] = mapped_column(sa.String(40))
     version: Mapped[int]
-    snapshot: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    snapshot: Mapped[str] = mapped_column(sa.Text)  # the OrderSnapshot JSON its latest event carried
+    extra: Mapped[str] = mapped_column(sa.Text)  # what only the merchant sees: service level, metadata
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class StatusRow(Base):
     __tablename__ = "order_status_history"
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BIGINT, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(sa.String(40), index=True)
     status: Mapped[str] = mapped_column(sa.String(30))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class IdempotencyRow(Base):
+    """A write's response, kept per merchant and key so that a retry gets it again instead of a second effect."""
+
+    __tablename__ = "idempotency_keys"
+    merchant_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
+    status_code: Mapped[int]
+    response: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+ORDERS = cast(sa.Table, OrderRow.__table__)
+HISTORY = cast(sa.Table, StatusRow.__table__)
+IDEMPOTENCY = cast(sa.Table, IdempotencyRow.__table__)
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """One accepted order as rows: its event snapshot (JSON), and what only the merchant sees."""
+
+    event: ev.OrderSnapshot
+    snapshot: str
+    extra: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    request_hash: str
+    status_code: int
+    body: bytes
 
 
 class IntakeStore:
@@ -77,20 +126,19 @@ class IntakeStore:
     # merchants and keys
     async def add_merchant(self, row: MerchantRow) -> None:
         self.session.add(row)
-        await (
-            self.session.flush()
-        )  # its keys reference it; without relationships the flush order is not implied
+        await self.session.flush()  # its keys reference it; without relationships the order is not implied
 
     async def add_key(self, row: ApiKeyRow) -> None:
         self.session.add(row)
 
-    async def merchant_for_key(self, key_hash: str) -> MerchantRow | None:
+    async def merchant_for_key(self, key_hash: str) -> tuple[str, str] | None:
         query = (
-            sa.select(MerchantRow)
+            sa.select(MerchantRow.id, MerchantRow.name)
             .join(ApiKeyRow, ApiKeyRow.merchant_id == MerchantRow.id)
             .where(ApiKeyRow.key_hash == key_hash, ApiKeyRow.revoked_at.is_(None))
         )
-        return (await self.session.execute(query)).scalar_one_or_none()
+        row = (await self.session.execute(query)).first()
+        return (row.id, row.name) if row else None
 
     async def merchant(self, merchant_id: str) -> MerchantRow | None:
         return await self.session.get(MerchantRow, merchant_id)
@@ -107,30 +155,59 @@ class IntakeStore:
     # depots
     async def depots(self) -> list[Depot]:
         rows = (await self.session.execute(sa.select(DepotRow))).scalars()
-        return [Depot(r.id, r.name, r.lat, r.lon, r.timezone, r.service_radius_km, r.active) for r in rows]
+        return [
+            Depot(
+                r.id,
+                r.name,
+                r.lat,
+                r.lon,
+                r.timezone,
+                r.service_radius_km,
+                r.active,
+                tuple((p[0], p[1]) for p in r.service_area) if r.service_area else None,
+                r.opens,
+                r.closes,
+            )
+            for r in rows
+        ]
 
     async def upsert_depot(self, d: ev.DepotUpserted) -> None:
         row = await self.session.get(DepotRow, d.depot_id) or DepotRow(id=d.depot_id)
         row.name, row.lat, row.lon = d.name, d.location.lat, d.location.lon
         row.timezone, row.service_radius_km, row.active = d.timezone, d.service_radius_km, d.active
+        row.service_area = [[p.lat, p.lon] for p in d.service_area] if d.service_area else None
+        row.opens, row.closes = d.opens, d.closes
         self.session.add(row)
 
     # orders
-    async def add_order(self, order: ev.OrderSnapshot, status: str) -> None:
-        self.session.add(
-            OrderRow(
-                id=order.order_id,
-                merchant_id=order.merchant_id,
-                reference=order.reference,
-                status=status,
-                depot_id=order.depot_id,
-                version=order.version,
-                snapshot=order.model_dump(mode="json"),
-                created_at=order.created_at,
-                updated_at=order.created_at,
-            )
+    async def add_orders(self, orders: Sequence[NewOrder], status: str) -> None:
+        """One executemany per table, however many orders."""
+        if not orders:
+            return
+        await self.session.execute(
+            ORDERS.insert(),
+            [
+                {
+                    "id": o.event.order_id,
+                    "merchant_id": o.event.merchant_id,
+                    "reference": o.event.reference,
+                    "status": status,
+                    "depot_id": o.event.depot_id,
+                    "version": o.event.version,
+                    "snapshot": o.snapshot,
+                    "extra": o.extra,
+                    "created_at": o.event.created_at,
+                    "updated_at": o.event.created_at,
+                }
+                for o in orders
+            ],
         )
-        await self.add_status(order.order_id, status, order.created_at)
+        await self.add_statuses([(o.event.order_id, status, o.event.created_at, {}) for o in orders])
+
+    async def add_statuses(self, rows: Sequence[tuple[str, str, datetime, dict[str, Any]]]) -> None:
+        await self.session.execute(
+            HISTORY.insert(), [{"order_id": i, "status": s, "at": at, "detail": d} for i, s, at, d in rows]
+        )
 
     async def order(
         self, order_id: str, merchant_id: str | None = None, *, lock: bool = False
@@ -142,17 +219,69 @@ class IntakeStore:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def order_by_reference(self, merchant_id: str, reference: str) -> OrderRow | None:
-        query = sa.select(OrderRow).where(
-            OrderRow.merchant_id == merchant_id, OrderRow.reference == reference
+    async def references_taken(self, merchant_id: str, references: Sequence[str]) -> dict[str, str]:
+        """reference → order id, for those of `references` the merchant already used."""
+        query = sa.select(ORDERS.c.reference, ORDERS.c.id).where(
+            ORDERS.c.merchant_id == merchant_id, ORDERS.c.reference.in_(references)
         )
-        return (await self.session.execute(query)).scalar_one_or_none()
+        return {r.reference: r.id for r in await self.session.execute(query)}
 
-    async def add_status(
-        self, order_id: str, status: str, at: datetime, detail: dict[str, Any] | None = None
-    ) -> None:
-        self.session.add(StatusRow(order_id=order_id, status=status, at=at, detail=detail or {}))
+    async def list_orders(
+        self,
+        merchant_id: str,
+        *,
+        status: str | None,
+        reference: str | None,
+        created_from: datetime | None,
+        created_to: datetime | None,
+        before_id: str | None,
+        limit: int,
+    ) -> list[OrderRow]:
+        """Newest first; ids are time-ordered, so `before_id` is the cursor."""
+        query = sa.select(OrderRow).where(OrderRow.merchant_id == merchant_id)
+        if status is not None:
+            query = query.where(OrderRow.status == status)
+        if reference is not None:
+            query = query.where(OrderRow.reference == reference)
+        if created_from is not None:
+            query = query.where(OrderRow.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(OrderRow.created_at < created_to)
+        if before_id is not None:
+            query = query.where(OrderRow.id < before_id)
+        query = query.order_by(OrderRow.id.desc()).limit(limit)
+        return list((await self.session.execute(query)).scalars())
 
     async def history(self, order_id: str) -> list[StatusRow]:
         query = sa.select(StatusRow).where(StatusRow.order_id == order_id).order_by(StatusRow.id)
         return list((await self.session.execute(query)).scalars())
+
+    # idempotency
+    async def stored_response(self, merchant_id: str, key: str) -> StoredResponse | None:
+        query = sa.select(
+            IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.status_code, IDEMPOTENCY.c.response
+        ).where(IDEMPOTENCY.c.merchant_id == merchant_id, IDEMPOTENCY.c.key == key)
+        row = (await self.session.execute(query)).first()
+        return StoredResponse(row.request_hash, row.status_code, row.response) if row else None
+
+    async def store_response(
+        self, merchant_id: str, key: str, request_hash: str, status_code: int, body: bytes, at: datetime
+    ) -> None:
+        await self.session.execute(
+            IDEMPOTENCY.insert().values(
+                merchant_id=merchant_id,
+                key=key,
+                request_hash=request_hash,
+                status_code=status_code,
+                response=body,
+                created_at=at,
+            )
+        )
+
+    async def forget_responses(self, before: datetime) -> int:
+        result = await self.session.execute(sa.delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < before))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def extra_json(service_level: str | None, metadata: dict[str, Any]) -> str:
+    return json.dumps({"service_level": service_level, "metadata": metadata}, separators=(",", ":"))

@@ -1,0 +1,440 @@
+"""Merchants' order use cases: accept one or many, change, cancel, read, list; every write idempotent.
+
+A write's answer is rendered before its transaction commits and, under an `Idempotency-Key`, stored in that
+same transaction: a retry gets those bytes again and causes nothing; the same key with another request is
+refused. The order and its `orders.v1` event are committed before the answer goes out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import Counter
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lastmile.common import events as ev
+from lastmile.common import outbox
+from lastmile.common.errors import Conflict, FieldProblem, LastmileError, NotFound, Unprocessable, pointer
+from lastmile.common.ids import new_id
+from lastmile.order_intake import domain
+from lastmile.order_intake.caches import Merchant
+from lastmile.order_intake.handlers import SOURCE, Deps
+from lastmile.order_intake.schemas import (
+    BatchItem,
+    BatchResult,
+    ChangeOrder,
+    CreateOrder,
+    OrderPage,
+    OrderView,
+    StatusView,
+)
+from lastmile.order_intake.store import IntakeStore, NewOrder, OrderRow, extra_json
+
+ORDERS_RECEIVED = Counter(
+    "lastmile_order_intake_orders_received_total", "Orders accepted", ["merchant", "kind"]
+)
+ORDERS_REJECTED = Counter(
+    "lastmile_order_intake_orders_rejected_total", "Orders refused, by reason", ["reason"]
+)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status_code: int
+    body: bytes
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    key: str
+    request_hash: str
+
+    @classmethod
+    def of(cls, key: str | None, method: str, path: str, body: bytes) -> Idempotency | None:
+        """The same key and the same request (method, path, body byte for byte) replay the first answer."""
+        if key is None:
+            return None
+        if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+            raise Unprocessable(
+                "Idempotency-Key must be 1 to 255 printable ASCII characters",
+                code="validation-error",
+                errors=[FieldProblem(pointer="#/header/idempotency-key", detail="1 to 255 printable ASCII")],
+            )
+        digest = hashlib.sha256(f"{method} {path}\n".encode() + body).hexdigest()
+        return cls(key, digest)
+
+
+class IdempotencyMismatch(Unprocessable):
+    code, title = "idempotency-key-reused", "Idempotency-Key reused with another request"
+
+
+def rejected(reason: str, count: int = 1) -> None:
+    ORDERS_REJECTED.labels(reason).inc(count)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Idempotent writes
+
+
+async def _replay(idem: Idempotency | None, merchant: Merchant, deps: Deps) -> Reply | None:
+    if idem is None:
+        return None
+    async with deps.db.read() as session:
+        stored = await IntakeStore(session).stored_response(merchant.id, idem.key)
+    if stored is None:
+        return None
+    if stored.request_hash != idem.request_hash:
+        raise IdempotencyMismatch(
+            f"Idempotency-Key {idem.key!r} was first used with another request (method, path or body); "
+            "use a new key for a new request"
+        )
+    return Reply(stored.status_code, stored.body, replayed=True)
+
+
+Write = Callable[[AsyncSession], Awaitable[Reply]]
+
+
+async def _commit(idem: Idempotency | None, merchant: Merchant, deps: Deps, write: Write) -> Reply:
+    """Run `write` in one transaction with the stored answer; a concurrent twin that won gets replayed."""
+    try:
+        async with deps.db.transaction() as session:
+            reply = await write(session)
+            if idem is not None:
+                await IntakeStore(session).store_response(
+                    merchant.id, idem.key, idem.request_hash, reply.status_code, reply.body, deps.clock.now()
+                )
+    except IntegrityError:
+        replay = await _replay(idem, merchant, deps)
+        if replay is not None:
+            return replay
+        raise
+    return reply
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Accept
+
+
+def _new_order(
+    cmd: CreateOrder, merchant: Merchant, depot: domain.Depot, deps: Deps, now: datetime, at: str
+) -> NewOrder:
+    event = domain.new_order(
+        cmd,
+        order_id=new_id("ord"),
+        merchant_id=merchant.id,
+        merchant_name=merchant.name,
+        depot=depot,
+        tracking_token=secrets.token_urlsafe(24),  # 192 bits: unguessable
+        tracking_base_url=deps.settings.tracking_base_url,
+        now=now,
+        at=at,
+    )
+    return NewOrder(event, event.model_dump_json(), extra_json(cmd.service_level, cmd.metadata))
+
+
+def _view(order: NewOrder, cmd: CreateOrder, status: str) -> OrderView:
+    """The answer to a new order, from the values just validated (no second validation)."""
+    e = order.event
+    return OrderView.model_construct(
+        id=e.order_id,
+        status=status,
+        service_level=cmd.service_level,
+        metadata=cmd.metadata,
+        updated_at=e.created_at,
+        **{name: getattr(e, name) for name in VIEW_FIELDS},
+    )
+
+
+def _duplicate(reference: str, order_id: str, at: str = "#") -> Conflict:
+    return Conflict(
+        f"An order with reference {reference!r} exists: {order_id}",
+        code="duplicate-reference",
+        title="Duplicate reference",
+        errors=[FieldProblem(pointer=f"{at}/reference", detail=f"already used by {order_id}")],
+    )
+
+
+async def accept_order(cmd: CreateOrder, merchant: Merchant, deps: Deps, idem: Idempotency | None) -> Reply:
+    """Persist the order and its orders.v1 event in one transaction, then acknowledge."""
+    replay = await _replay(idem, merchant, deps)
+    if replay is not None:
+        return replay
+    now = deps.clock.now()
+    problems = domain.check_order(cmd, now)
+    if problems:
+        raise domain.InvalidOrder(problems)
+    depot = domain.choose_depot(
+        await deps.depots.get(), cmd.destination.lat, cmd.destination.lon, cmd.depot_id
+    )
+    order = _new_order(cmd, merchant, depot, deps, now, "#")
+    body = _view(order, cmd, "received").model_dump_json().encode()
+
+    async def write(session: AsyncSession) -> Reply:
+        await IntakeStore(session).add_orders([order], "received")
+        outbox.add(session, order.event, source=SOURCE)
+        return Reply(201, body)
+
+    try:
+        reply = await _commit(idem, merchant, deps, write)
+    except IntegrityError:
+        async with deps.db.read() as session:
+            taken = await IntakeStore(session).references_taken(merchant.id, [cmd.reference])
+        if cmd.reference not in taken:
+            raise
+        raise _duplicate(cmd.reference, taken[cmd.reference]) from None
+    if not reply.replayed:
+        ORDERS_RECEIVED.labels(merchant.id, cmd.kind).inc()
+    return reply
+
+
+@dataclass
+class _Batch:
+    items: list[BatchItem]
+    accepted: list[tuple[int, NewOrder]]
+
+
+def _prepare_batch(raw: Sequence[Any], merchant: Merchant, depots: list[domain.Depot], deps: Deps) -> _Batch:
+    """Validate each order on its own; those that pass become rows, the others problems with pointers."""
+    now = deps.clock.now()
+    batch = _Batch([], [])
+    first_index: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        at = f"#/orders/{i}"
+        reference = item.get("reference") if isinstance(item, dict) else None
+        try:
+            cmd = CreateOrder.model_validate(item)
+            problems = domain.check_order(cmd, now, at)
+            if problems:
+                raise domain.InvalidOrder(problems)
+            if cmd.reference in first_index:
+                raise _duplicate(cmd.reference, f"order {first_index[cmd.reference]} of this batch", at)
+            depot = domain.choose_depot(depots, cmd.destination.lat, cmd.destination.lon, cmd.depot_id)
+            order = _new_order(cmd, merchant, depot, deps, now, at)
+        except ValidationError as exc:
+            errors = [FieldProblem(pointer=at + pointer(e["loc"])[1:], detail=e["msg"]) for e in exc.errors()]
+            batch.items.append(_rejected(i, reference, domain.InvalidOrder(errors)))
+            continue
+        except LastmileError as exc:
+            batch.items.append(_rejected(i, reference, exc))
+            continue
+        first_index[cmd.reference] = i
+        batch.accepted.append((i, order))
+        e = order.event
+        item_ = BatchItem(
+            index=i, reference=e.reference, outcome="created", id=e.order_id, tracking_url=e.tracking_url
+        )
+        batch.items.append(item_)
+    return batch
+
+
+def _rejected(index: int, reference: Any, exc: LastmileError) -> BatchItem:
+    return BatchItem(
+        index=index,
+        reference=reference if isinstance(reference, str) else None,
+        outcome="rejected",
+        problem=exc.problem(),
+    )
+
+
+async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem: Idempotency | None) -> Reply:
+    """Each order is accepted or rejected on its own; the accepted ones commit together, with their events."""
+    replay = await _replay(idem, merchant, deps)
+    if replay is not None:
+        return replay
+    batch = _prepare_batch(raw, merchant, await deps.depots.get(), deps)
+    kept: list[NewOrder] = []
+    items: list[BatchItem] = []
+
+    async def write(session: AsyncSession) -> Reply:
+        store = IntakeStore(session)
+        items[:] = batch.items
+        taken = await store.references_taken(merchant.id, [o.event.reference for _, o in batch.accepted])
+        kept.clear()
+        for i, order in batch.accepted:
+            reference = order.event.reference
+            if reference in taken:
+                items[i] = _rejected(i, reference, _duplicate(reference, taken[reference], f"#/orders/{i}"))
+            else:
+                kept.append(order)
+        await store.add_orders(kept, "received")
+        for order in kept:
+            outbox.add(session, order.event, source=SOURCE)
+        result = BatchResult(created=len(kept), rejected=len(items) - len(kept), items=items)
+        return Reply(200, result.model_dump_json(exclude_none=True).encode())
+
+    for attempt in range(3):  # a concurrent request may take a reference between the check and the insert
+        try:
+            reply = await _commit(idem, merchant, deps, write)
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    if not reply.replayed:
+        for order in kept:
+            ORDERS_RECEIVED.labels(merchant.id, order.event.kind).inc()
+        for item in items:
+            if item.problem is not None:
+                rejected(item.problem.code or "rejected")
+    return reply
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Change and cancel (until out for delivery)
+
+
+async def _locked(
+    session: AsyncSession, order_id: str, merchant: Merchant
+) -> tuple[OrderRow, ev.OrderSnapshot]:
+    row = await IntakeStore(session).order(order_id, merchant.id, lock=True)
+    if row is None:
+        raise NotFound(f"Order {order_id} not found")
+    current = ev.OrderSnapshot.model_validate_json(row.snapshot).model_copy(update={"version": row.version})
+    return row, current
+
+
+async def change_order(
+    order_id: str, cmd: ChangeOrder, merchant: Merchant, deps: Deps, idem: Idempotency | None
+) -> Reply:
+    """Replace window, destination or recipient; emits OrderUpdated (version + 1), which re-plans it."""
+    replay = await _replay(idem, merchant, deps)
+    if replay is not None:
+        return replay
+    now = deps.clock.now()
+    problems = domain.check_change(cmd, now)
+    if problems:
+        raise domain.InvalidOrder(problems)
+    depots = {d.id: d for d in await deps.depots.get()}
+
+    async def write(session: AsyncSession) -> Reply:
+        row, current = await _locked(session, order_id, merchant)
+        depot = depots.get(row.depot_id)
+        if depot is None:
+            raise domain.NoDepot(f"Depot {row.depot_id} is no longer known")
+        updated = domain.change_order(current, row.status, cmd, depot, now)
+        extra = json.loads(row.extra)
+        if cmd.time_windows is not None or cmd.service_level is not None:
+            extra["service_level"] = cmd.service_level
+        row.snapshot = ev.OrderSnapshot.model_validate(updated.model_dump()).model_dump_json()
+        row.extra, row.version, row.updated_at = json.dumps(extra), updated.version, now
+        outbox.add(session, updated, source=SOURCE)
+        return Reply(200, view_of(row).model_dump_json().encode())
+
+    return await _commit(idem, merchant, deps, write)
+
+
+async def cancel_order(
+    order_id: str, reason: str | None, merchant: Merchant, deps: Deps, idem: Idempotency | None
+) -> Reply:
+    """Cancel before it is out for delivery; emits OrderCancelled (version + 1)."""
+    replay = await _replay(idem, merchant, deps)
+    if replay is not None:
+        return replay
+    now = deps.clock.now()
+
+    async def write(session: AsyncSession) -> Reply:
+        row, current = await _locked(session, order_id, merchant)
+        cancelled = domain.cancel_order(current, row.status, reason, now)
+        row.snapshot = current.model_copy(update={"version": cancelled.version}).model_dump_json()
+        row.status, row.version, row.updated_at = "cancelled", cancelled.version, now
+        await IntakeStore(session).add_statuses([(row.id, "cancelled", now, {"reason": reason})])
+        outbox.add(session, cancelled, source=SOURCE)
+        return Reply(200, view_of(row).model_dump_json().encode())
+
+    return await _commit(idem, merchant, deps, write)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Read
+
+
+def view(snapshot: dict[str, Any], extra: dict[str, Any], status: str, updated_at: datetime) -> OrderView:
+    return OrderView(
+        id=snapshot["order_id"],
+        status=status,
+        service_level=extra.get("service_level"),
+        metadata=extra.get("metadata") or {},
+        updated_at=updated_at,
+        **{k: v for k, v in snapshot.items() if k in VIEW_FIELDS},
+    )
+
+
+VIEW_FIELDS = frozenset(OrderView.model_fields) - {"id", "status", "service_level", "metadata", "updated_at"}
+
+
+def view_of(row: OrderRow) -> OrderView:
+    return view(json.loads(row.snapshot), json.loads(row.extra), row.status, row.updated_at)
+
+
+async def get_order(order_id: str, merchant: Merchant, deps: Deps) -> OrderRow:
+    """Another merchant's order is reported as missing (404), never as forbidden."""
+    async with deps.db.read() as session:
+        row = await IntakeStore(session).order(order_id, merchant.id)
+    if row is None:
+        raise NotFound(f"Order {order_id} not found")
+    return row
+
+
+async def order_history(order_id: str, merchant: Merchant, deps: Deps) -> list[StatusView]:
+    await get_order(order_id, merchant, deps)
+    async with deps.db.read() as session:
+        rows = await IntakeStore(session).history(order_id)
+    return [StatusView(status=r.status, at=r.at, detail=r.detail) for r in rows]
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    status: str | None = None
+    reference: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+def encode_cursor(order_id: str) -> str:
+    return base64.urlsafe_b64encode(order_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        order_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        order_id = ""
+    if not order_id.startswith("ord_"):
+        raise Unprocessable(
+            "The cursor is not one this API gave",
+            code="validation-error",
+            errors=[FieldProblem(pointer="#/query/cursor", detail="not a cursor this API gave")],
+        )
+    return order_id
+
+
+async def list_orders(merchant: Merchant, deps: Deps, f: ListFilter) -> OrderPage:
+    """Newest first, `limit` at a time; `next_cursor` continues after the last one."""
+    before = decode_cursor(f.cursor) if f.cursor else None
+    async with deps.db.read() as session:
+        rows = await IntakeStore(session).list_orders(
+            merchant.id,
+            status=f.status,
+            reference=f.reference,
+            created_from=f.created_from,
+            created_to=f.created_to,
+            before_id=before,
+            limit=f.limit + 1,
+        )
+    more = len(rows) > f.limit
+    rows = rows[: f.limit]
+    return OrderPage(
+        items=[view_of(r) for r in rows], next_cursor=encode_cursor(rows[-1].id) if more else None
+    )
