@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SkipValidation
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SkipValidation,
+    WithJsonSchema,
+)
 
 from lastmile.common import events as ev
 from lastmile.common.errors import Problem
@@ -20,7 +29,35 @@ ServiceLevel = Literal["same_day", "next_day"]
 OrderStatus = Literal[
     "received", "scheduled", "unassigned", "out_for_delivery", "arriving", "delivered", "failed", "cancelled"
 ]
-MetadataValue = Annotated[str, Field(max_length=500)] | int | float | bool | None
+
+
+def _metadata_value(value: Any) -> Any:
+    """One clear error per bad value (a union would report one per member it tried)."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, str):
+        if len(value) > 500:
+            raise ValueError("must be at most 500 characters")
+        return value
+    raise ValueError("must be a string, a number, a boolean or null")
+
+
+MetadataValue = Annotated[
+    Any,
+    PlainValidator(_metadata_value),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "maxLength": 500},
+                {"type": "number"},
+                {"type": "boolean"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 
 class Strict(BaseModel):
