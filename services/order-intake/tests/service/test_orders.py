@@ -190,7 +190,8 @@ class TestAuth:
         listed = (await intake.client.get("/v1/orders", headers=other)).json()
         assert listed["items"] == []
         mine = (await intake.client.get(path, headers=intake.headers)).json()
-        assert mine["version"] == 1 and mine["status"] == "received"
+        assert mine["version"] == 1
+        assert mine["status"] == "received"
 
     async def test_a_revoked_key_is_refused_at_once(self, intake: Any) -> None:
         key = (

@@ -98,7 +98,7 @@ router = APIRouter()
     status_code=201,
     tags=["ops"],
     response_model=MerchantCreated,
-    responses={201: ex.answer(ex.MERCHANT_CREATED, "Created"), **problem_responses(401, 413, 422)},
+    responses={201: ex.answer(ex.MERCHANT_CREATED, "Created"), **problem_responses(400, 401, 413, 422)},
 )
 async def create_merchant(
     body: Annotated[CreateMerchant, Body(openapi_examples={"merchant": {"value": ex.MERCHANT}})],
@@ -115,7 +115,7 @@ async def create_merchant(
     status_code=201,
     tags=["ops"],
     response_model=KeyCreated,
-    responses={201: ex.answer(ex.KEY_CREATED, "Created"), **problem_responses(401, 404, 413, 422)},
+    responses={201: ex.answer(ex.KEY_CREATED, "Created"), **problem_responses(400, 401, 404, 413, 422)},
 )
 async def create_key(
     merchant_id: str,
@@ -143,7 +143,7 @@ async def revoke_key(merchant_id: str, key_id: str, deps: DepsDep, _: OpsAuth) -
 # ---------------------------------------------------------------------------------------------------------
 # Merchants: orders
 
-WRITE_PROBLEMS = problem_responses(401, 404, 409, 413, 422, 429, 503)
+WRITE_PROBLEMS = problem_responses(400, 401, 404, 409, 413, 422, 429, 503)
 
 
 @router.post(
@@ -153,7 +153,7 @@ WRITE_PROBLEMS = problem_responses(401, 404, 409, 413, 422, 429, 503)
     response_model=OrderView,
     responses={
         201: ex.answer(ex.ORDER_VIEW, "Accepted: stored with its event before this answer"),
-        **problem_responses(401, 409, 413, 422, 429, 503),
+        **problem_responses(400, 401, 409, 413, 422, 429, 503),
     },
 )
 async def create_order(
@@ -176,7 +176,7 @@ async def create_order(
     response_model=BatchResult,
     responses={
         200: ex.answer(ex.BATCH_RESULT, "One result per order, in the order given"),
-        **problem_responses(401, 413, 422, 429, 503),
+        **problem_responses(400, 401, 413, 422, 429, 503),
     },
 )
 async def create_orders(

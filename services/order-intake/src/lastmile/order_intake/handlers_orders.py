@@ -222,7 +222,10 @@ def _prepare_batch(raw: Sequence[Any], merchant: Merchant, depots: list[domain.D
             depot = domain.choose_depot(depots, cmd.destination.lat, cmd.destination.lon, cmd.depot_id)
             order = _new_order(cmd, merchant, depot, deps, now, at)
         except ValidationError as exc:
-            errors = [FieldProblem(pointer=at + pointer(e["loc"])[1:].rstrip("/"), detail=e["msg"]) for e in exc.errors()]
+            errors = [
+                FieldProblem(pointer=at + pointer(e["loc"])[1:].rstrip("/"), detail=e["msg"])
+                for e in exc.errors()
+            ]
             batch.items.append(_rejected(i, reference, domain.InvalidOrder(errors)))
             continue
         except LastmileError as exc:
