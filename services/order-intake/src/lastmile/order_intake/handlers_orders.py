@@ -35,6 +35,7 @@ from lastmile.order_intake.schemas import (
     ChangeOrder,
     CreateOrder,
     OrderPage,
+    OrderStatus,
     OrderView,
     StatusView,
 )
@@ -143,7 +144,7 @@ def _new_order(
     return NewOrder(event, event.model_dump_json(), extra_json(cmd.service_level, cmd.metadata))
 
 
-def _view(order: NewOrder, cmd: CreateOrder, status: str) -> OrderView:
+def _view(order: NewOrder, cmd: CreateOrder, status: OrderStatus) -> OrderView:
     """The answer to a new order, from the values just validated (no second validation)."""
     e = order.event
     return OrderView.model_construct(
