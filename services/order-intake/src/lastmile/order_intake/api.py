@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request, Response
+from pydantic import BaseModel
 
 from lastmile.common.auth import OpsAuth, bearer_token
 from lastmile.common.errors import FieldProblem, LastmileError, Unprocessable, problem_responses
@@ -16,7 +17,7 @@ from lastmile.order_intake import handlers
 from lastmile.order_intake import handlers_orders as orders
 from lastmile.order_intake.caches import Merchant
 from lastmile.order_intake.handlers import Deps
-from lastmile.order_intake.handlers_orders import Idempotency, Reply
+from lastmile.order_intake.idempotency import Idempotency, Reply
 from lastmile.order_intake.schemas import (
     BatchResult,
     CancelOrder,
@@ -24,7 +25,6 @@ from lastmile.order_intake.schemas import (
     CreateKey,
     CreateMerchant,
     CreateOrder,
-    CreateOrderBatch,
     KeyCreated,
     MerchantCreated,
     OrderPage,
@@ -35,7 +35,7 @@ from lastmile.order_intake.schemas import (
 )
 
 
-def get_deps(request: Request) -> Deps:
+async def get_deps(request: Request) -> Deps:  # async: FastAPI runs plain functions in a thread pool
     deps: Deps = request.app.state.deps
     return deps
 
@@ -178,18 +178,44 @@ async def create_order(
         200: ex.answer(ex.BATCH_RESULT, "One result per order, in the order given"),
         **problem_responses(400, 401, 413, 422, 429, 503),
     },
+    # The body is read here, not by FastAPI: all-valid batches are validated in one pass from the bytes.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/CreateOrderBatch"},
+                    "examples": {"two orders": {"value": ex.BATCH}},
+                }
+            },
+        }
+    },
 )
 async def create_orders(
-    request: Request,
-    body: Annotated[CreateOrderBatch, Body(openapi_examples={"two orders": {"value": ex.BATCH}})],
-    merchant: OrderSender,
-    deps: DepsDep,
-    idempotency_key: IdempotencyKey = None,
+    request: Request, merchant: OrderSender, deps: DepsDep, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Accept up to 1,000 orders: each is created or rejected on its own (problems point into the batch)."""
     with counting_rejections():
-        idem = await idempotency(request, idempotency_key)
-        return reply(await orders.accept_batch(body.orders, merchant, deps, idem))
+        body = await request.body()
+        idem = Idempotency.of(idempotency_key, request.method, request.url.path, body)
+        return reply(await orders.accept_batch(orders.parse_batch(body), merchant, deps, idem))
+
+
+def document(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Put models that no route parameter names (bodies read by hand) into the OpenAPI components."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schemas = build().setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, definition in schema.pop("$defs", {}).items():
+                    schemas.setdefault(name, definition)
+                schemas.setdefault(model.__name__, schema)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @router.get(

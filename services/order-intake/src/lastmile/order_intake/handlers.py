@@ -25,6 +25,7 @@ from lastmile.order_intake import domain
 from lastmile.order_intake.caches import AuthCache, Merchant, Snapshot
 from lastmile.order_intake.settings import IntakeSettings
 from lastmile.order_intake.store import ApiKeyRow, IntakeStore, MerchantRow
+from lastmile.order_intake.writer import OrderWriter
 
 log = logging.getLogger(__name__)
 SOURCE = "order-intake"
@@ -38,6 +39,7 @@ class Deps:
     keys: AuthCache = field(init=False)
     depots: Snapshot[list[domain.Depot]] = field(init=False)
     limiter: RateLimiter = field(init=False)
+    writer: OrderWriter = field(init=False)
 
     def __post_init__(self) -> None:
         # frozen: the caches are built once, here, from the settings
@@ -45,6 +47,7 @@ class Deps:
         object.__setattr__(self, "depots", Snapshot(self._load_depots, self.settings.depot_cache_seconds))
         limiter = RateLimiter(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
         object.__setattr__(self, "limiter", limiter)
+        object.__setattr__(self, "writer", OrderWriter(self.db, self.clock))
 
     async def _load_depots(self) -> list[domain.Depot]:
         async with self.db.read() as session:

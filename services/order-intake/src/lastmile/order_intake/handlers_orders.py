@@ -1,18 +1,13 @@
-"""Merchants' order use cases: accept one or many, change, cancel, read, list; every write idempotent.
-
-A write's answer is rendered before its transaction commits and, under an `Idempotency-Key`, stored in that
-same transaction: a retry gets those bytes again and causes nothing; the same key with another request is
-refused. The order and its `orders.v1` event are committed before the answer goes out.
-"""
+"""Merchants' order use cases: accept one or many, change, cancel, read, list; every write idempotent
+(`idempotency.py`). The order and its `orders.v1` event are committed before the answer goes out."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,22 +19,33 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastmile.common import events as ev
 from lastmile.common import outbox
-from lastmile.common.errors import Conflict, FieldProblem, LastmileError, NotFound, Unprocessable, pointer
+from lastmile.common.errors import (
+    FieldProblem,
+    LastmileError,
+    NotFound,
+    ServiceUnavailable,
+    Unprocessable,
+    pointer,
+)
 from lastmile.common.ids import new_id
 from lastmile.order_intake import domain
 from lastmile.order_intake.caches import Merchant
 from lastmile.order_intake.handlers import SOURCE, Deps
+from lastmile.order_intake.idempotency import Idempotency, Reply, commit
 from lastmile.order_intake.schemas import (
     BatchItem,
     BatchResult,
     ChangeOrder,
     CreateOrder,
+    CreateOrderBatch,
     OrderPage,
     OrderStatus,
     OrderView,
     StatusView,
+    ValidBatch,
 )
 from lastmile.order_intake.store import IntakeStore, NewOrder, OrderRow, extra_json
+from lastmile.order_intake.writer import Pending, duplicate
 
 ORDERS_RECEIVED = Counter(
     "lastmile_order_intake_orders_received_total", "Orders accepted", ["merchant", "kind"]
@@ -49,78 +55,8 @@ ORDERS_REJECTED = Counter(
 )
 
 
-@dataclass(frozen=True)
-class Reply:
-    status_code: int
-    body: bytes
-    replayed: bool = False
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    key: str
-    request_hash: str
-
-    @classmethod
-    def of(cls, key: str | None, method: str, path: str, body: bytes) -> Idempotency | None:
-        """The same key and the same request (method, path, body byte for byte) replay the first answer."""
-        if key is None:
-            return None
-        if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
-            raise Unprocessable(
-                "Idempotency-Key must be 1 to 255 printable ASCII characters",
-                code="validation-error",
-                errors=[FieldProblem(pointer="#/header/idempotency-key", detail="1 to 255 printable ASCII")],
-            )
-        digest = hashlib.sha256(f"{method} {path}\n".encode() + body).hexdigest()
-        return cls(key, digest)
-
-
-class IdempotencyMismatch(Unprocessable):
-    code, title = "idempotency-key-reused", "Idempotency-Key reused with another request"
-
-
 def rejected(reason: str, count: int = 1) -> None:
     ORDERS_REJECTED.labels(reason).inc(count)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Idempotent writes
-
-
-async def _replay(idem: Idempotency | None, merchant: Merchant, deps: Deps) -> Reply | None:
-    if idem is None:
-        return None
-    async with deps.db.read() as session:
-        stored = await IntakeStore(session).stored_response(merchant.id, idem.key)
-    if stored is None:
-        return None
-    if stored.request_hash != idem.request_hash:
-        raise IdempotencyMismatch(
-            f"Idempotency-Key {idem.key!r} was first used with another request (method, path or body); "
-            "use a new key for a new request"
-        )
-    return Reply(stored.status_code, stored.body, replayed=True)
-
-
-Write = Callable[[AsyncSession], Awaitable[Reply]]
-
-
-async def _commit(idem: Idempotency | None, merchant: Merchant, deps: Deps, write: Write) -> Reply:
-    """Run `write` in one transaction with the stored answer; a concurrent twin that won gets replayed."""
-    try:
-        async with deps.db.transaction() as session:
-            reply = await write(session)
-            if idem is not None:
-                await IntakeStore(session).store_response(
-                    merchant.id, idem.key, idem.request_hash, reply.status_code, reply.body, deps.clock.now()
-                )
-    except IntegrityError:
-        replay = await _replay(idem, merchant, deps)
-        if replay is not None:
-            return replay
-        raise
-    return reply
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -157,52 +93,62 @@ def _view(order: NewOrder, cmd: CreateOrder, status: OrderStatus) -> OrderView:
     )
 
 
-def _duplicate(reference: str, order_id: str, at: str = "#") -> Conflict:
-    return Conflict(
-        f"An order with reference {reference!r} exists: {order_id}",
-        code="duplicate-reference",
-        title="Duplicate reference",
-        errors=[FieldProblem(pointer=f"{at}/reference", detail=f"already used by {order_id}")],
-    )
-
-
 async def accept_order(cmd: CreateOrder, merchant: Merchant, deps: Deps, idem: Idempotency | None) -> Reply:
-    """Persist the order and its orders.v1 event in one transaction, then acknowledge."""
-    replay = await _replay(idem, merchant, deps)
-    if replay is not None:
-        return replay
-    now = deps.clock.now()
-    problems = domain.check_order(cmd, now)
-    if problems:
-        raise domain.InvalidOrder(problems)
-    depot = domain.choose_depot(
-        await deps.depots.get(), cmd.destination.lat, cmd.destination.lon, cmd.depot_id
-    )
-    order = _new_order(cmd, merchant, depot, deps, now, "#")
-    body = _view(order, cmd, "received").model_dump_json().encode()
-
-    async def write(session: AsyncSession) -> Reply:
-        await IntakeStore(session).add_orders([order], "received")
-        outbox.add(session, order.event, source=SOURCE)
-        return Reply(201, body)
-
+    """Persist the order and its orders.v1 event (with concurrent requests: one transaction), then answer."""
     try:
-        reply = await _commit(idem, merchant, deps, write)
-    except IntegrityError:
-        async with deps.db.read() as session:
-            taken = await IntakeStore(session).references_taken(merchant.id, [cmd.reference])
-        if cmd.reference not in taken:
+        now = deps.clock.now()
+        problems = domain.check_order(cmd, now)
+        if problems:
+            raise domain.InvalidOrder(problems)
+        depots = await deps.depots.get()
+        depot = domain.choose_depot(depots, cmd.destination.lat, cmd.destination.lon, cmd.depot_id)
+        order = _new_order(cmd, merchant, depot, deps, now, "#")
+        pending = Pending(merchant, idem, order, _view(order, cmd, "received").model_dump_json().encode())
+    except LastmileError as exc:
+        if idem is None:
             raise
-        raise _duplicate(cmd.reference, taken[cmd.reference]) from None
+        pending = Pending(merchant, idem, None, b"", error=exc)  # unless it replays an earlier answer
+    try:
+        reply = await deps.writer.submit(pending)
+    except IntegrityError:  # a batch or another replica took the reference (or the key) meanwhile
+        return await _after_collision(cmd, merchant, deps, idem)
     if not reply.replayed:
         ORDERS_RECEIVED.labels(merchant.id, cmd.kind).inc()
     return reply
+
+
+async def _after_collision(
+    cmd: CreateOrder, merchant: Merchant, deps: Deps, idem: Idempotency | None
+) -> Reply:
+    async with deps.db.read() as session:
+        store = IntakeStore(session)
+        stored = await store.stored_response(merchant.id, idem.key) if idem is not None else None
+        taken = await store.references_taken(merchant.id, [cmd.reference])
+    if stored is not None and idem is not None:
+        return idem.replay(stored)
+    if cmd.reference in taken:
+        raise duplicate(cmd.reference, taken[cmd.reference])
+    raise ServiceUnavailable("The order collided with a concurrent write; nothing was stored. Retry.")
 
 
 @dataclass
 class _Batch:
     items: list[BatchItem]
     accepted: list[tuple[int, NewOrder]]
+
+
+def parse_batch(body: bytes) -> Sequence[CreateOrder] | Sequence[Any]:
+    """The orders, validated in one pass from the bytes when all are valid (the common case, and the fast one);
+    else the raw items, which are then validated one by one so that each gets its own problems."""
+    try:
+        return ValidBatch.model_validate_json(body).orders
+    except ValidationError:
+        pass
+    try:
+        return CreateOrderBatch.model_validate_json(body).orders
+    except ValidationError as exc:
+        errors = [FieldProblem(pointer=pointer(e["loc"]), detail=e["msg"]) for e in exc.errors()]
+        raise domain.InvalidOrder(errors) from None
 
 
 def _prepare_batch(raw: Sequence[Any], merchant: Merchant, depots: list[domain.Depot], deps: Deps) -> _Batch:
@@ -214,12 +160,12 @@ def _prepare_batch(raw: Sequence[Any], merchant: Merchant, depots: list[domain.D
         at = f"#/orders/{i}"
         reference = item.get("reference") if isinstance(item, dict) else None
         try:
-            cmd = CreateOrder.model_validate(item)
+            cmd = item if isinstance(item, CreateOrder) else CreateOrder.model_validate(item)
             problems = domain.check_order(cmd, now, at)
             if problems:
                 raise domain.InvalidOrder(problems)
             if cmd.reference in first_index:
-                raise _duplicate(cmd.reference, f"order {first_index[cmd.reference]} of this batch", at)
+                raise duplicate(cmd.reference, f"order {first_index[cmd.reference]} of this batch", at)
             depot = domain.choose_depot(depots, cmd.destination.lat, cmd.destination.lon, cmd.depot_id)
             order = _new_order(cmd, merchant, depot, deps, now, at)
         except ValidationError as exc:
@@ -253,9 +199,6 @@ def _rejected(index: int, reference: Any, exc: LastmileError) -> BatchItem:
 
 async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem: Idempotency | None) -> Reply:
     """Each order is accepted or rejected on its own; the accepted ones commit together, with their events."""
-    replay = await _replay(idem, merchant, deps)
-    if replay is not None:
-        return replay
     batch = _prepare_batch(raw, merchant, await deps.depots.get(), deps)
     kept: list[NewOrder] = []
     items: list[BatchItem] = []
@@ -268,7 +211,7 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
         for i, order in batch.accepted:
             reference = order.event.reference
             if reference in taken:
-                items[i] = _rejected(i, reference, _duplicate(reference, taken[reference], f"#/orders/{i}"))
+                items[i] = _rejected(i, reference, duplicate(reference, taken[reference], f"#/orders/{i}"))
             else:
                 kept.append(order)
         await store.add_orders(kept, "received")
@@ -279,7 +222,7 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
 
     for attempt in range(3):  # a concurrent request may take a reference between the check and the insert
         try:
-            reply = await _commit(idem, merchant, deps, write)
+            reply = await commit(deps.db, idem, merchant, deps.clock.now(), write)
             break
         except IntegrityError:
             if attempt == 2:
@@ -311,16 +254,13 @@ async def change_order(
     order_id: str, cmd: ChangeOrder, merchant: Merchant, deps: Deps, idem: Idempotency | None
 ) -> Reply:
     """Replace window, destination or recipient; emits OrderUpdated (version + 1), which re-plans it."""
-    replay = await _replay(idem, merchant, deps)
-    if replay is not None:
-        return replay
     now = deps.clock.now()
     problems = domain.check_change(cmd, now)
-    if problems:
-        raise domain.InvalidOrder(problems)
     depots = {d.id: d for d in await deps.depots.get()}
 
     async def write(session: AsyncSession) -> Reply:
+        if problems:  # after the replay check: a retry of an accepted change replays, whatever the time
+            raise domain.InvalidOrder(problems)
         row, current = await _locked(session, order_id, merchant)
         depot = depots.get(row.depot_id)
         if depot is None:
@@ -334,16 +274,13 @@ async def change_order(
         outbox.add(session, updated, source=SOURCE)
         return Reply(200, view_of(row).model_dump_json().encode())
 
-    return await _commit(idem, merchant, deps, write)
+    return await commit(deps.db, idem, merchant, now, write)
 
 
 async def cancel_order(
     order_id: str, reason: str | None, merchant: Merchant, deps: Deps, idem: Idempotency | None
 ) -> Reply:
     """Cancel before it is out for delivery; emits OrderCancelled (version + 1)."""
-    replay = await _replay(idem, merchant, deps)
-    if replay is not None:
-        return replay
     now = deps.clock.now()
 
     async def write(session: AsyncSession) -> Reply:
@@ -355,7 +292,7 @@ async def cancel_order(
         outbox.add(session, cancelled, source=SOURCE)
         return Reply(200, view_of(row).model_dump_json().encode())
 
-    return await _commit(idem, merchant, deps, write)
+    return await commit(deps.db, idem, merchant, now, write)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -162,6 +162,12 @@ class CreateOrderBatch(Strict):
     orders: list[SkipValidation[CreateOrder]] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+class ValidBatch(Strict):
+    """The same batch when every order in it is valid: validated in one pass straight from the JSON bytes."""
+
+    orders: list[CreateOrder] = Field(min_length=1, max_length=MAX_BATCH)
+
+
 class CreateMerchant(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200, examples=["Acme Books"])]
 

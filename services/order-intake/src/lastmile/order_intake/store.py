@@ -221,10 +221,22 @@ class IntakeStore:
 
     async def references_taken(self, merchant_id: str, references: Sequence[str]) -> dict[str, str]:
         """reference → order id, for those of `references` the merchant already used."""
+        if not references:
+            return {}
         query = sa.select(ORDERS.c.reference, ORDERS.c.id).where(
             ORDERS.c.merchant_id == merchant_id, ORDERS.c.reference.in_(references)
         )
         return {r.reference: r.id for r in await self.session.execute(query)}
+
+    async def references_of(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(merchant id, reference) → order id, for those of `pairs` already used."""
+        if not pairs:
+            return {}
+        c = ORDERS.c
+        query = sa.select(c.merchant_id, c.reference, c.id).where(
+            sa.tuple_(c.merchant_id, c.reference).in_(pairs)
+        )
+        return {(r.merchant_id, r.reference): r.id for r in await self.session.execute(query)}
 
     async def list_orders(
         self,
@@ -258,25 +270,32 @@ class IntakeStore:
 
     # idempotency
     async def stored_response(self, merchant_id: str, key: str) -> StoredResponse | None:
-        query = sa.select(
-            IDEMPOTENCY.c.request_hash, IDEMPOTENCY.c.status_code, IDEMPOTENCY.c.response
-        ).where(IDEMPOTENCY.c.merchant_id == merchant_id, IDEMPOTENCY.c.key == key)
-        row = (await self.session.execute(query)).first()
-        return StoredResponse(row.request_hash, row.status_code, row.response) if row else None
+        return (await self.stored_responses([(merchant_id, key)])).get((merchant_id, key))
+
+    async def stored_responses(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredResponse]:
+        """(merchant id, key) → the answer stored under it, for those of `keys` that have one."""
+        if not keys:
+            return {}
+        c = IDEMPOTENCY.c
+        query = sa.select(c.merchant_id, c.key, c.request_hash, c.status_code, c.response).where(
+            sa.tuple_(c.merchant_id, c.key).in_(keys)
+        )
+        rows = await self.session.execute(query)
+        return {
+            (r.merchant_id, r.key): StoredResponse(r.request_hash, r.status_code, r.response) for r in rows
+        }
 
     async def store_response(
         self, merchant_id: str, key: str, request_hash: str, status_code: int, body: bytes, at: datetime
     ) -> None:
-        await self.session.execute(
-            IDEMPOTENCY.insert().values(
-                merchant_id=merchant_id,
-                key=key,
-                request_hash=request_hash,
-                status_code=status_code,
-                response=body,
-                created_at=at,
-            )
-        )
+        await self.store_responses([(merchant_id, key, request_hash, status_code, body, at)])
+
+    async def store_responses(self, rows: Sequence[tuple[str, str, str, int, bytes, datetime]]) -> None:
+        if rows:
+            names = ("merchant_id", "key", "request_hash", "status_code", "response", "created_at")
+            await self.session.execute(IDEMPOTENCY.insert(), [dict(zip(names, r, strict=True)) for r in rows])
 
     async def forget_responses(self, before: datetime) -> int:
         result = await self.session.execute(sa.delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < before))
