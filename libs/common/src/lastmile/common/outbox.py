@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastmile.common.bus import Bus, OutgoingRecord
 from lastmile.common.db import Database, UtcDateTime, is_transient, utcnow
-from lastmile.common.events import Envelope, Payload
+from lastmile.common.events import Envelope, Payload, SerialisedEnvelope
 from lastmile.common.inbox import inbox_table
 from lastmile.common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
@@ -46,8 +46,12 @@ def create_outbox_and_inbox(op: Any) -> None:
 
 
 def add(
-    session: AsyncSession, payload: Payload, *, source: str, envelope: Envelope | None = None
-) -> Envelope:
+    session: AsyncSession,
+    payload: Payload,
+    *,
+    source: str,
+    envelope: Envelope | SerialisedEnvelope | None = None,
+) -> Envelope | SerialisedEnvelope:
     """Stage an event in the same transaction as the state change it announces."""
     env = envelope or payload.envelope(source)
     rows = session.info.get("outbox_rows")

@@ -245,7 +245,10 @@ def recipient(r: RecipientIn, depot: Depot) -> ev.Recipient:
 
 
 def destination(d: DestinationIn) -> ev.Destination:
-    return ev.Destination.model_construct(**d.model_dump())
+    return ev.Destination(**{name: getattr(d, name) for name in DESTINATION_FIELDS})
+
+
+DESTINATION_FIELDS = tuple(ev.Destination.model_fields)
 
 
 def new_order(
@@ -272,10 +275,10 @@ def new_order(
         recipient=recipient(cmd.recipient, depot),
         destination=destination(cmd.destination),
         time_windows=windows_for(cmd.time_windows, cmd.service_level, depot, now, cmd.ready_at, at),
-        parcels=[ev.Parcel.model_construct(**p.model_dump()) for p in cmd.parcels],
+        parcels=[ev.Parcel(count=p.count, weight_kg=p.weight_kg, volume_l=p.volume_l) for p in cmd.parcels],
         service_time_s=cmd.service_time_s,
         priority=cmd.priority,
-        skills=cmd.skills,
+        skills=list(cmd.skills),
         ready_at=cmd.ready_at,
         tracking_token=tracking_token,
         tracking_url=tracking_base_url + tracking_token,

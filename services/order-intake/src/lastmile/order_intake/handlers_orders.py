@@ -77,7 +77,9 @@ def _new_order(
         now=now,
         at=at,
     )
-    return NewOrder(event, event.model_dump_json(), extra_json(cmd.service_level, cmd.metadata))
+    snapshot = event.model_dump_json()
+    envelope = event.serialised(SOURCE, snapshot)
+    return NewOrder(event, snapshot, extra_json(cmd.service_level, cmd.metadata), envelope)
 
 
 def _view(order: NewOrder, cmd: CreateOrder, status: OrderStatus) -> OrderView:
@@ -216,7 +218,7 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
                 kept.append(order)
         await store.add_orders(kept, "received")
         for order in kept:
-            outbox.add(session, order.event, source=SOURCE)
+            outbox.add(session, order.event, source=SOURCE, envelope=order.envelope)
         result = BatchResult(created=len(kept), rejected=len(items) - len(kept), items=items)
         return Reply(200, result.model_dump_json(exclude_none=True).encode())
 

@@ -133,7 +133,7 @@ class OrderWriter:
             await store.add_orders([p.order for p in kept if p.order is not None], "received")
             for p in kept:
                 assert p.order is not None
-                outbox.add(session, p.order.event, source=SOURCE)
+                outbox.add(session, p.order.event, source=SOURCE, envelope=p.order.envelope)
             now = self.clock.now()
             await store.store_responses(
                 [(p.merchant.id, p.idem.key, p.idem.request_hash, 201, p.body, now) for p in kept if p.idem]
