@@ -111,22 +111,8 @@ class Payload(BaseModel):
     ) -> SerialisedEnvelope:
         """What `envelope(source).to_bytes()` gives, built without a model per event, reusing the payload's JSON
         when the caller already has it: for producers of many events (order intake's batches)."""
-        id = id or uuid.uuid4()
-        at = (time or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-        head = json.dumps(
-            {
-                "specversion": "1.0",
-                "id": str(id),
-                "type": self.TYPE,
-                "source": source,
-                "subject": self.subject(),
-                "time": at,
-                "datacontenttype": "application/json",
-            },
-            separators=(",", ":"),
-        )
         data = self.model_dump_json() if data_json is None else data_json
-        return SerialisedEnvelope(id, self.TYPE, f'{head[:-1]},"data":{data}}}'.encode())
+        return serialise(type(self), self.subject(), source, data, time=time, id=id)
 
     def subject(self) -> str:
         """The entity the event is about; the order for most events."""
@@ -143,6 +129,34 @@ class SerialisedEnvelope:
 
     def to_bytes(self) -> bytes:
         return self.raw
+
+
+def serialise(
+    payload_type: type[Payload],
+    subject: str,
+    source: str,
+    data_json: str,
+    *,
+    time: datetime | None = None,
+    id: uuid.UUID | None = None,
+) -> SerialisedEnvelope:
+    """An envelope's wire bytes around a payload already serialised to JSON (which must validate as
+    `payload_type`): the same bytes as `Envelope.to_bytes()`, without building a model per event."""
+    id = id or uuid.uuid4()
+    at = (time or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    head = json.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(id),
+            "type": payload_type.TYPE,
+            "source": source,
+            "subject": subject,
+            "time": at,
+            "datacontenttype": "application/json",
+        },
+        separators=(",", ":"),
+    )
+    return SerialisedEnvelope(id, payload_type.TYPE, f'{head[:-1]},"data":{data_json}}}'.encode())
 
 
 EVENT_TYPES: dict[str, type[Payload]] = {}

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastmile.common.bus import Bus, OutgoingRecord
-from lastmile.common.db import Database, UtcDateTime, is_transient, utcnow
-from lastmile.common.events import Envelope, Payload, SerialisedEnvelope
+from lastmile.common.db import Database, UtcDateTime, insert_many, is_transient, utcnow
+from lastmile.common.events import Envelope, Payload, SerialisedEnvelope, Topic
 from lastmile.common.inbox import inbox_table
 from lastmile.common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
@@ -46,14 +46,16 @@ def create_outbox_and_inbox(op: Any) -> None:
 
 
 def add(
-    session: AsyncSession,
-    payload: Payload,
-    *,
-    source: str,
-    envelope: Envelope | SerialisedEnvelope | None = None,
-) -> Envelope | SerialisedEnvelope:
+    session: AsyncSession, payload: Payload, *, source: str, envelope: Envelope | None = None
+) -> Envelope:
     """Stage an event in the same transaction as the state change it announces."""
     env = envelope or payload.envelope(source)
+    stage(session, payload.TOPIC, payload.key(), env)
+    return env
+
+
+def stage(session: AsyncSession, topic: Topic, key: str, envelope: Envelope | SerialisedEnvelope) -> None:
+    """Stage an envelope already built (`Payload.serialised`, `events.serialise`) for `topic`, keyed by `key`."""
     rows = session.info.get("outbox_rows")
     if rows is None:
         rows = session.info["outbox_rows"] = []
@@ -61,22 +63,21 @@ def add(
         session.info.setdefault("before_commit", []).append(_insert_staged)
     rows.append(
         {
-            "topic": payload.TOPIC.name,
-            "key": payload.key(),
-            "event_id": str(env.id),
-            "type": env.type,
-            "payload": env.to_bytes(),
+            "topic": topic.name,
+            "key": key,
+            "event_id": str(envelope.id),
+            "type": envelope.type,
+            "payload": envelope.to_bytes(),
             "created_at": utcnow(),
         }
     )
     session.info["outbox_added"] = True
-    return env
 
 
 async def _insert_staged(session: AsyncSession) -> None:
     rows = session.info.pop("outbox_rows", None)
     if rows:
-        await session.execute(outbox_table.insert(), rows)
+        await insert_many(session, outbox_table, rows)
 
 
 class OutboxRelay:

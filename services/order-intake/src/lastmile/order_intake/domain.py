@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from lastmile.common import events as ev
@@ -229,17 +230,20 @@ def windows_for(
 # Orders
 
 
+def channels_of(r: RecipientIn) -> list[ev.Channel]:
+    if r.channels is not None:
+        return list(r.channels)
+    contacts: tuple[tuple[ev.Channel, str | None], ...] = (("sms", r.phone), ("email", r.email))
+    return [channel for channel, contact in contacts if contact]  # every channel they gave a contact for
+
+
 def recipient(r: RecipientIn, depot: Depot) -> ev.Recipient:
-    channels = r.channels
-    if channels is None:  # every channel they gave a contact for
-        contacts: tuple[tuple[ev.Channel, str | None], ...] = (("sms", r.phone), ("email", r.email))
-        channels = [channel for channel, contact in contacts if contact]
     return ev.Recipient(
         name=r.name,
         phone=r.phone,
         email=r.email,
         language=r.language,
-        channels=channels,
+        channels=channels_of(r),
         timezone=depot.timezone,
     )
 
@@ -262,28 +266,43 @@ def new_order(
     tracking_base_url: str,
     now: datetime,
     at: str = "#",
-) -> ev.OrderCreated:
-    """The accepted order, as the snapshot its `orders.v1` event carries."""
-    return ev.OrderCreated(
-        order_id=order_id,
-        version=1,
-        merchant_id=merchant_id,
-        merchant_name=merchant_name,
-        reference=cmd.reference,
-        kind=cmd.kind,
-        depot_id=depot.id,
-        recipient=recipient(cmd.recipient, depot),
-        destination=destination(cmd.destination),
-        time_windows=windows_for(cmd.time_windows, cmd.service_level, depot, now, cmd.ready_at, at),
-        parcels=[ev.Parcel(count=p.count, weight_kg=p.weight_kg, volume_l=p.volume_l) for p in cmd.parcels],
-        service_time_s=cmd.service_time_s,
-        priority=cmd.priority,
-        skills=list(cmd.skills),
-        ready_at=cmd.ready_at,
-        tracking_token=tracking_token,
-        tracking_url=tracking_base_url + tracking_token,
-        created_at=now,
-    )
+) -> dict[str, Any]:
+    """The accepted order as the data of its `OrderCreated` event, which validates it as is.
+
+    A plain dict: every value comes from the validated command or from these rules, and building and then
+    serialising an event model per order was a quarter of the time of accepting a batch.
+    """
+    r, d = cmd.recipient, cmd.destination
+    windows = windows_for(cmd.time_windows, cmd.service_level, depot, now, cmd.ready_at, at)
+    return {
+        "order_id": order_id,
+        "version": 1,
+        "merchant_id": merchant_id,
+        "merchant_name": merchant_name,
+        "reference": cmd.reference,
+        "kind": cmd.kind,
+        "depot_id": depot.id,
+        "recipient": {
+            "name": r.name,
+            "phone": r.phone,
+            "email": r.email,
+            "language": r.language,
+            "channels": channels_of(r),
+            "timezone": depot.timezone,
+        },
+        "destination": {name: getattr(d, name) for name in DESTINATION_FIELDS},
+        "time_windows": [{"start": w.start, "end": w.end} for w in windows],
+        "parcels": [
+            {"count": p.count, "weight_kg": p.weight_kg, "volume_l": p.volume_l} for p in cmd.parcels
+        ],
+        "service_time_s": cmd.service_time_s,
+        "priority": cmd.priority,
+        "skills": list(cmd.skills),
+        "ready_at": cmd.ready_at,
+        "tracking_token": tracking_token,
+        "tracking_url": tracking_base_url + tracking_token,
+        "created_at": now,
+    }
 
 
 def change_order(

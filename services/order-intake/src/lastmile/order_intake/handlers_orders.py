@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import Counter
 from pydantic import ValidationError
+from pydantic_core import to_json
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,13 +34,10 @@ from lastmile.order_intake.caches import Merchant
 from lastmile.order_intake.handlers import SOURCE, Deps
 from lastmile.order_intake.idempotency import Idempotency, Reply, commit
 from lastmile.order_intake.schemas import (
-    BatchItem,
-    BatchResult,
     ChangeOrder,
     CreateOrder,
     CreateOrderBatch,
     OrderPage,
-    OrderStatus,
     OrderView,
     StatusView,
     ValidBatch,
@@ -65,10 +63,11 @@ def rejected(reason: str, count: int = 1) -> None:
 
 def _new_order(
     cmd: CreateOrder, merchant: Merchant, depot: domain.Depot, deps: Deps, now: datetime, at: str
-) -> NewOrder:
-    event = domain.new_order(
+) -> tuple[NewOrder, dict[str, Any]]:
+    order_id = new_id("ord")
+    data = domain.new_order(
         cmd,
-        order_id=new_id("ord"),
+        order_id=order_id,
         merchant_id=merchant.id,
         merchant_name=merchant.name,
         depot=depot,
@@ -77,22 +76,20 @@ def _new_order(
         now=now,
         at=at,
     )
-    snapshot = event.model_dump_json()
-    envelope = event.serialised(SOURCE, snapshot)
-    return NewOrder(event, snapshot, extra_json(cmd.service_level, cmd.metadata), envelope)
-
-
-def _view(order: NewOrder, cmd: CreateOrder, status: OrderStatus) -> OrderView:
-    """The answer to a new order, from the values just validated (no second validation)."""
-    e = order.event
-    return OrderView.model_construct(
-        id=e.order_id,
-        status=status,
-        service_level=cmd.service_level,
-        metadata=cmd.metadata,
-        updated_at=e.created_at,
-        **{name: getattr(e, name) for name in VIEW_FIELDS},
+    snapshot = to_json(data).decode()
+    order = NewOrder(
+        order_id=order_id,
+        merchant_id=merchant.id,
+        reference=cmd.reference,
+        kind=cmd.kind,
+        depot_id=depot.id,
+        created_at=now,
+        tracking_url=data["tracking_url"],
+        snapshot=snapshot,
+        extra=extra_json(cmd.service_level, cmd.metadata),
+        envelope=ev.serialise(ev.OrderCreated, order_id, SOURCE, snapshot, time=now),
     )
+    return order, data
 
 
 async def accept_order(cmd: CreateOrder, merchant: Merchant, deps: Deps, idem: Idempotency | None) -> Reply:
@@ -104,8 +101,9 @@ async def accept_order(cmd: CreateOrder, merchant: Merchant, deps: Deps, idem: I
             raise domain.InvalidOrder(problems)
         depots = await deps.depots.get()
         depot = domain.choose_depot(depots, cmd.destination.lat, cmd.destination.lon, cmd.depot_id)
-        order = _new_order(cmd, merchant, depot, deps, now, "#")
-        pending = Pending(merchant, idem, order, _view(order, cmd, "received").model_dump_json().encode())
+        order, data = _new_order(cmd, merchant, depot, deps, now, "#")
+        extra = {"service_level": cmd.service_level, "metadata": cmd.metadata}
+        pending = Pending(merchant, idem, order, to_json(view_data(data, extra, "received", now)))
     except LastmileError as exc:
         if idem is None:
             raise
@@ -135,7 +133,7 @@ async def _after_collision(
 
 @dataclass
 class _Batch:
-    items: list[BatchItem]
+    items: list[dict[str, Any]]  # BatchItem's shape: plain data, serialised once for the whole answer
     accepted: list[tuple[int, NewOrder]]
 
 
@@ -169,7 +167,7 @@ def _prepare_batch(raw: Sequence[Any], merchant: Merchant, depots: list[domain.D
             if cmd.reference in first_index:
                 raise duplicate(cmd.reference, f"order {first_index[cmd.reference]} of this batch", at)
             depot = domain.choose_depot(depots, cmd.destination.lat, cmd.destination.lon, cmd.depot_id)
-            order = _new_order(cmd, merchant, depot, deps, now, at)
+            order, _ = _new_order(cmd, merchant, depot, deps, now, at)
         except ValidationError as exc:
             errors = [
                 FieldProblem(pointer=at + pointer(e["loc"])[1:].rstrip("/"), detail=e["msg"])
@@ -182,45 +180,51 @@ def _prepare_batch(raw: Sequence[Any], merchant: Merchant, depots: list[domain.D
             continue
         first_index[cmd.reference] = i
         batch.accepted.append((i, order))
-        e = order.event
-        item_ = BatchItem(
-            index=i, reference=e.reference, outcome="created", id=e.order_id, tracking_url=e.tracking_url
+        batch.items.append(
+            {
+                "index": i,
+                "reference": order.reference,
+                "outcome": "created",
+                "id": order.order_id,
+                "tracking_url": order.tracking_url,
+            }
         )
-        batch.items.append(item_)
     return batch
 
 
-def _rejected(index: int, reference: Any, exc: LastmileError) -> BatchItem:
-    return BatchItem(
-        index=index,
-        reference=reference if isinstance(reference, str) else None,
-        outcome="rejected",
-        problem=exc.problem(),
-    )
+def _rejected(index: int, reference: Any, exc: LastmileError) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "index": index,
+        "outcome": "rejected",
+        "problem": exc.problem().model_dump(exclude_none=True),
+    }
+    if isinstance(reference, str):
+        item["reference"] = reference
+    return item
 
 
 async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem: Idempotency | None) -> Reply:
     """Each order is accepted or rejected on its own; the accepted ones commit together, with their events."""
     batch = _prepare_batch(raw, merchant, await deps.depots.get(), deps)
     kept: list[NewOrder] = []
-    items: list[BatchItem] = []
+    items: list[dict[str, Any]] = []
 
     async def write(session: AsyncSession) -> Reply:
         store = IntakeStore(session)
         items[:] = batch.items
-        taken = await store.references_taken(merchant.id, [o.event.reference for _, o in batch.accepted])
+        taken = await store.references_taken(merchant.id, [o.reference for _, o in batch.accepted])
         kept.clear()
         for i, order in batch.accepted:
-            reference = order.event.reference
-            if reference in taken:
-                items[i] = _rejected(i, reference, duplicate(reference, taken[reference], f"#/orders/{i}"))
+            if order.reference in taken:
+                problem = duplicate(order.reference, taken[order.reference], f"#/orders/{i}")
+                items[i] = _rejected(i, order.reference, problem)
             else:
                 kept.append(order)
         await store.add_orders(kept, "received")
         for order in kept:
-            outbox.add(session, order.event, source=SOURCE, envelope=order.envelope)
-        result = BatchResult(created=len(kept), rejected=len(items) - len(kept), items=items)
-        return Reply(200, result.model_dump_json(exclude_none=True).encode())
+            outbox.stage(session, ev.ORDERS, order.depot_id, order.envelope)
+        result = {"created": len(kept), "rejected": len(items) - len(kept), "items": items}
+        return Reply(200, to_json(result))
 
     for attempt in range(3):  # a concurrent request may take a reference between the check and the insert
         try:
@@ -231,10 +235,10 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
                 raise
     if not reply.replayed:
         for order in kept:
-            ORDERS_RECEIVED.labels(merchant.id, order.event.kind).inc()
+            ORDERS_RECEIVED.labels(merchant.id, order.kind).inc()
         for item in items:
-            if item.problem is not None:
-                rejected(item.problem.code or "rejected")
+            if "problem" in item:
+                rejected(item["problem"].get("code") or "rejected")
     return reply
 
 
@@ -301,22 +305,28 @@ async def cancel_order(
 # Read
 
 
-def view(snapshot: dict[str, Any], extra: dict[str, Any], status: str, updated_at: datetime) -> OrderView:
-    return OrderView(
+def view_data(
+    snapshot: dict[str, Any], extra: dict[str, Any], status: str, updated_at: datetime
+) -> dict[str, Any]:
+    """An order as merchants see it (OrderView's shape) from its event data and what only they see."""
+    data = {k: v for k, v in snapshot.items() if k in VIEW_FIELDS}
+    data.update(
         id=snapshot["order_id"],
         status=status,
         service_level=extra.get("service_level"),
         metadata=extra.get("metadata") or {},
         updated_at=updated_at,
-        **{k: v for k, v in snapshot.items() if k in VIEW_FIELDS},
     )
+    return data
 
 
 VIEW_FIELDS = frozenset(OrderView.model_fields) - {"id", "status", "service_level", "metadata", "updated_at"}
 
 
 def view_of(row: OrderRow) -> OrderView:
-    return view(json.loads(row.snapshot), json.loads(row.extra), row.status, row.updated_at)
+    return OrderView.model_validate(
+        view_data(json.loads(row.snapshot), json.loads(row.extra), row.status, row.updated_at)
+    )
 
 
 async def get_order(order_id: str, merchant: Merchant, deps: Deps) -> OrderRow:

@@ -14,12 +14,11 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic_core import to_json
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lastmile.common import events as ev
-from lastmile.common.db import UtcDateTime
+from lastmile.common.db import UtcDateTime, insert_many
 from lastmile.order_intake.domain import Depot
 
 BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -101,10 +100,6 @@ class IdempotencyRow(Base):
 
 
 ORDERS = cast(sa.Table, OrderRow.__table__)
-ORDER_COLUMNS = (
-    "id", "merchant_id", "reference", "status", "depot_id", "version", "snapshot", "extra", "created_at", "updated_at"
-)  # fmt: skip
-HISTORY_COLUMNS = ("order_id", "status", "at", "detail")
 IDEMPOTENCY_COLUMNS = ("merchant_id", "key", "request_hash", "status_code", "response", "created_at")
 HISTORY = cast(sa.Table, StatusRow.__table__)
 IDEMPOTENCY = cast(sa.Table, IdempotencyRow.__table__)
@@ -112,9 +107,15 @@ IDEMPOTENCY = cast(sa.Table, IdempotencyRow.__table__)
 
 @dataclass(frozen=True)
 class NewOrder:
-    """One accepted order as rows: its event snapshot (JSON), what only the merchant sees, and its envelope."""
+    """One accepted order as rows: its event's data (JSON), what only the merchant sees, and its envelope."""
 
-    event: ev.OrderSnapshot
+    order_id: str
+    merchant_id: str
+    reference: str
+    kind: str
+    depot_id: str
+    created_at: datetime
+    tracking_url: str
     snapshot: str
     extra: str
     envelope: ev.SerialisedEnvelope
@@ -190,55 +191,27 @@ class IntakeStore:
     # orders
     async def add_orders(self, orders: Sequence[NewOrder], status: str) -> None:
         """One multi-row insert per table, however many orders."""
-        if not orders:
-            return
         rows = [
-            (
-                o.event.order_id,
-                o.event.merchant_id,
-                o.event.reference,
-                status,
-                o.event.depot_id,
-                o.event.version,
-                o.snapshot,
-                o.extra,
-                o.event.created_at,
-                o.event.created_at,
-            )
+            {
+                "id": o.order_id,
+                "merchant_id": o.merchant_id,
+                "reference": o.reference,
+                "status": status,
+                "depot_id": o.depot_id,
+                "version": 1,
+                "snapshot": o.snapshot,
+                "extra": o.extra,
+                "created_at": o.created_at,
+                "updated_at": o.created_at,
+            }
             for o in orders
         ]
-        await self._insert_many(ORDERS, ORDER_COLUMNS, rows)
-        await self._insert_many(
-            HISTORY, HISTORY_COLUMNS, [(o.event.order_id, status, o.event.created_at, "{}") for o in orders]
-        )
+        await insert_many(self.session, ORDERS, rows)
+        await self.add_statuses([(o.order_id, status, o.created_at, {}) for o in orders])
 
     async def add_statuses(self, rows: Sequence[tuple[str, str, datetime, dict[str, Any]]]) -> None:
-        await self._insert_many(HISTORY, HISTORY_COLUMNS, [(i, s, at, json.dumps(d)) for i, s, at, d in rows])
-
-    async def _insert_many(
-        self, table: sa.Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
-    ) -> None:
-        """On PostgreSQL straight through asyncpg's pipelined executemany, in the session's transaction: the
-        per-value processing of SQLAlchemy's executemany was a tenth of a batch's time. Elsewhere, SQLAlchemy."""
-        if not rows:
-            return
-        if self.session.get_bind().dialect.name != "postgresql":
-            decoded = [_decoded(table, dict(zip(columns, r, strict=True))) for r in rows]
-            await self.session.execute(table.insert(), decoded)
-            return
-        connection = await (await self.session.connection()).get_raw_connection()
-        placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
-        statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
-        try:
-            await connection.driver_connection.executemany(statement, rows)  # type: ignore[union-attr]
-        except Exception as exc:
-            if type(exc).__name__ in (
-                "UniqueViolationError",
-                "ForeignKeyViolationError",
-                "NotNullViolationError",
-            ):
-                raise IntegrityError(statement, None, exc) from exc  # as SQLAlchemy would have raised it
-            raise
+        history = [{"order_id": i, "status": s, "at": at, "detail": json.dumps(d)} for i, s, at, d in rows]
+        await insert_many(self.session, HISTORY, history, raw_json=["detail"])
 
     async def order(
         self, order_id: str, merchant_id: str | None = None, *, lock: bool = False
@@ -324,7 +297,9 @@ class IntakeStore:
         await self.store_responses([(merchant_id, key, request_hash, status_code, body, at)])
 
     async def store_responses(self, rows: Sequence[tuple[str, str, str, int, bytes, datetime]]) -> None:
-        await self._insert_many(IDEMPOTENCY, IDEMPOTENCY_COLUMNS, rows)
+        await insert_many(
+            self.session, IDEMPOTENCY, [dict(zip(IDEMPOTENCY_COLUMNS, r, strict=True)) for r in rows]
+        )
 
     async def forget_responses(self, before: datetime) -> int:
         result = await self.session.execute(sa.delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < before))
@@ -333,10 +308,3 @@ class IntakeStore:
 
 def extra_json(service_level: str | None, metadata: dict[str, Any]) -> str:
     return to_json({"service_level": service_level, "metadata": metadata}).decode()
-
-
-def _decoded(table: sa.Table, row: dict[str, Any]) -> dict[str, Any]:
-    """JSON columns take Python values through SQLAlchemy; the rows above carry them as JSON text."""
-    if table is HISTORY:
-        row["detail"] = json.loads(row["detail"])
-    return row

@@ -19,6 +19,7 @@ from lastmile.common import outbox
 from lastmile.common.clock import Clock
 from lastmile.common.db import Database
 from lastmile.common.errors import Conflict, FieldProblem, LastmileError
+from lastmile.common.events import ORDERS
 from lastmile.order_intake.caches import Merchant
 from lastmile.order_intake.idempotency import Idempotency, Reply
 from lastmile.order_intake.store import IntakeStore, NewOrder, StoredResponse
@@ -45,7 +46,7 @@ class Pending:
 
     @property
     def reference(self) -> Pair | None:
-        return (self.merchant.id, self.order.event.reference) if self.order is not None else None
+        return (self.merchant.id, self.order.reference) if self.order is not None else None
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class OrderWriter:
             await store.add_orders([p.order for p in kept if p.order is not None], "received")
             for p in kept:
                 assert p.order is not None
-                outbox.add(session, p.order.event, source=SOURCE, envelope=p.order.envelope)
+                outbox.stage(session, ORDERS, p.order.depot_id, p.order.envelope)
             now = self.clock.now()
             await store.store_responses(
                 [(p.merchant.id, p.idem.key, p.idem.request_hash, 201, p.body, now) for p in kept if p.idem]
@@ -155,10 +156,10 @@ def _decide(
         assert pending.order is not None
         assert pending.reference is not None
         if pending.reference in taken:
-            return duplicate(pending.order.event.reference, taken[pending.reference])
+            return duplicate(pending.order.reference, taken[pending.reference])
     except LastmileError as exc:
         return exc
-    taken[pending.reference] = pending.order.event.order_id
+    taken[pending.reference] = pending.order.order_id
     if pending.key is not None:
         firsts[pending.key] = pending
     return pending
