@@ -6,10 +6,10 @@ guards them). Consumers ignore fields they do not know, so producers can add fie
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from json.encoder import encode_basestring
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -144,19 +144,12 @@ def serialise(
     `payload_type`): the same bytes as `Envelope.to_bytes()`, without building a model per event."""
     id = id or uuid.uuid4()
     at = (time or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-    head = json.dumps(
-        {
-            "specversion": "1.0",
-            "id": str(id),
-            "type": payload_type.TYPE,
-            "source": source,
-            "subject": subject,
-            "time": at,
-            "datacontenttype": "application/json",
-        },
-        separators=(",", ":"),
+    quote = encode_basestring  # JSON string quoting, non-ASCII kept as is (like pydantic)
+    head = (
+        f'{{"specversion":"1.0","id":"{id}","type":{quote(payload_type.TYPE)},"source":{quote(source)},'
+        f'"subject":{quote(subject)},"time":"{at}","datacontenttype":"application/json","data":'
     )
-    return SerialisedEnvelope(id, payload_type.TYPE, f'{head[:-1]},"data":{data_json}}}'.encode())
+    return SerialisedEnvelope(id, payload_type.TYPE, f"{head}{data_json}}}".encode())
 
 
 EVENT_TYPES: dict[str, type[Payload]] = {}
