@@ -11,13 +11,14 @@ PYTEST := $(PY) -m pytest -p no:randomly
 export LASTMILE_SHARED ?= $(abspath ../shared)
 
 .PHONY: run test unit service integration e2e lint format venv infra-up infra-down infra-status \
-        events-doc k8s up down lock clean help
+        events-doc k8s up down lock clean help bench-intake
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
 	@echo "make test       every test tier plus lint, against a real Kafka broker and PostgreSQL it starts"
 	@echo "make unit | service | integration | e2e | lint     one tier"
 	@echo "make infra-up | infra-down                         Kafka and PostgreSQL for local development"
+	@echo "make bench-intake   order intake under load on the running Kafka and PostgreSQL (docs/benchmarks.md)"
 
 # ---------------------------------------------------------------------------------------------------------
 # Set-up
@@ -99,6 +100,10 @@ events-doc: venv
 
 k8s:
 	kubectl kustomize deploy/k8s
+
+# Benchmarks (figures and method in docs/benchmarks.md); they use the Kafka and PostgreSQL `make infra-up` starts.
+bench-intake: venv
+	$(PY) bench/intake.py $(BENCH_ARGS)
 
 up down:
 	@echo "docker compose $@: needs a Docker engine (none on CI machines); the file is validated by make test"

@@ -58,7 +58,9 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.TimeoutError | ConnectionError | OSError | asyncio.TimeoutError):
         return True
     name = type(exc).__name__
-    return name in {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError"}
+    # A deadlock or a serialisation failure aborted the transaction: retrying it is the documented remedy.
+    transient = {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError"}
+    return name in transient | {"DeadlockDetectedError", "SerializationError"}
 
 
 def _is_sqlite_logic(exc: sa_exc.DBAPIError) -> bool:

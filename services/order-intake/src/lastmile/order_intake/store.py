@@ -190,7 +190,11 @@ class IntakeStore:
 
     # orders
     async def add_orders(self, orders: Sequence[NewOrder], status: str) -> None:
-        """One multi-row insert per table, however many orders."""
+        """One multi-row insert per table, however many orders.
+
+        In (merchant, reference) order: writers that race for the same references then lock them in the same
+        order, so one waits for the other instead of both deadlocking."""
+        orders = sorted(orders, key=lambda o: (o.merchant_id, o.reference))
         rows = [
             {
                 "id": o.order_id,
@@ -297,6 +301,7 @@ class IntakeStore:
         await self.store_responses([(merchant_id, key, request_hash, status_code, body, at)])
 
     async def store_responses(self, rows: Sequence[tuple[str, str, str, int, bytes, datetime]]) -> None:
+        rows = sorted(rows, key=lambda r: (r[0], r[1]))  # lock order, as in add_orders
         await insert_many(
             self.session, IDEMPOTENCY, [dict(zip(IDEMPOTENCY_COLUMNS, r, strict=True)) for r in rows]
         )
