@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.responses import Response
+from fastapi import FastAPI
 
 from lastmile.common.bus import Bus, bind
 from lastmile.common.clock import Clock
 from lastmile.common.runtime import Runtime
 from lastmile.common.web import service_app
 from lastmile.order_intake import api, handlers
-from lastmile.order_intake.handlers_orders import rejected
-from lastmile.order_intake.schemas import CreateOrderBatch
+from lastmile.order_intake.schemas import CreateOrder, CreateOrderBatch
 from lastmile.order_intake.settings import IntakeSettings
-
-ORDER_WRITES = {("POST", "/v1/orders")}  # the batch route validates its own body
 
 
 def create_app(settings: IntakeSettings, *, bus: Bus | None = None, clock: Clock | None = None) -> FastAPI:
@@ -38,19 +32,5 @@ def create_app(settings: IntakeSettings, *, bus: Bus | None = None, clock: Clock
         clock=clock,
         body_limits={"/v1/orders/batch": settings.batch_max_body_bytes},
     )
-    _count_invalid_orders(app)
-    api.document(app, CreateOrderBatch)
+    api.document(app, CreateOrder, CreateOrderBatch)
     return app
-
-
-def _count_invalid_orders(app: FastAPI) -> None:
-    """Orders refused by schema validation count as rejected, like every other refusal."""
-    render = app.exception_handlers[RequestValidationError]
-
-    async def on_validation(request: Request, exc: Exception) -> Response:
-        if (request.method, request.url.path) in ORDER_WRITES:
-            rejected("validation-error")
-        answer = render(request, exc)
-        return await answer if inspect.isawaitable(answer) else answer
-
-    app.add_exception_handler(RequestValidationError, on_validation)
