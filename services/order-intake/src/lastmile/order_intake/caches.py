@@ -28,6 +28,33 @@ class AuthCache:
     def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
         self.ttl_s, self.max_entries = ttl_s, max_entries
         self._entries: dict[str, tuple[Merchant, float]] = {}
+        self._loading: dict[str, asyncio.Future[Merchant | None]] = {}
+
+    async def get_or_load(
+        self, key_hash: str, load: Callable[[str], Awaitable[Merchant | None]]
+    ) -> Merchant | None:
+        """The cached merchant, else one load per key however many requests ask at once (when an entry
+        expires under load, every request in flight would otherwise query the database together)."""
+        merchant = self.get(key_hash)
+        if merchant is not None:
+            return merchant
+        loading = self._loading.get(key_hash)
+        if loading is not None:
+            return await asyncio.shield(loading)
+        future: asyncio.Future[Merchant | None] = asyncio.get_running_loop().create_future()
+        self._loading[key_hash] = future
+        try:
+            merchant = await load(key_hash)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it; nobody else need
+            raise
+        finally:
+            del self._loading[key_hash]
+        if merchant is not None:
+            self.put(key_hash, merchant)
+        future.set_result(merchant)
+        return merchant
 
     def get(self, key_hash: str) -> Merchant | None:
         entry = self._entries.get(key_hash)

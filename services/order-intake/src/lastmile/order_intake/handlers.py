@@ -126,16 +126,15 @@ async def authenticate_merchant(key: str | None, deps: Deps) -> Merchant:
     """The key's merchant; cached for `auth_cache_seconds` (a revocation clears this replica's cache)."""
     if not key:
         raise Unauthorized("A merchant API key is required: Authorization: Bearer <key>")
-    key_hash = hash_secret(key)
-    merchant = deps.keys.get(key_hash)
-    if merchant is not None:
-        return merchant
-    async with deps.db.read() as session:
-        found = await IntakeStore(session).merchant_for_key(key_hash)
-    if found is None:
+
+    async def load(key_hash: str) -> Merchant | None:
+        async with deps.db.read() as session:
+            found = await IntakeStore(session).merchant_for_key(key_hash)
+        return Merchant(*found) if found else None
+
+    merchant = await deps.keys.get_or_load(hash_secret(key), load)
+    if merchant is None:
         raise Unauthorized("Unknown or revoked API key")
-    merchant = Merchant(*found)
-    deps.keys.put(key_hash, merchant)
     return merchant
 
 
