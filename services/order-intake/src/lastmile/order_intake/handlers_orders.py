@@ -137,13 +137,20 @@ class _Batch:
     accepted: list[tuple[int, NewOrder]]
 
 
+def invalid(exc: ValidationError, at: str = "#") -> domain.InvalidOrder:
+    """Pydantic's errors as problems, each pointing at its field under `at`."""
+    errors = [
+        FieldProblem(pointer=at + pointer(e["loc"])[1:].rstrip("/"), detail=e["msg"]) for e in exc.errors()
+    ]
+    return domain.InvalidOrder(errors)
+
+
 def parse_order(body: bytes) -> CreateOrder:
     """One order, validated from the bytes in one pass; every problem named by its pointer."""
     try:
         return CreateOrder.model_validate_json(body)
     except ValidationError as exc:
-        errors = [FieldProblem(pointer=pointer(e["loc"]), detail=e["msg"]) for e in exc.errors()]
-        raise domain.InvalidOrder(errors) from None
+        raise invalid(exc) from None
 
 
 def parse_batch(body: bytes) -> Sequence[CreateOrder] | Sequence[Any]:
@@ -156,8 +163,7 @@ def parse_batch(body: bytes) -> Sequence[CreateOrder] | Sequence[Any]:
     try:
         return CreateOrderBatch.model_validate_json(body).orders
     except ValidationError as exc:
-        errors = [FieldProblem(pointer=pointer(e["loc"]), detail=e["msg"]) for e in exc.errors()]
-        raise domain.InvalidOrder(errors) from None
+        raise invalid(exc) from None
 
 
 def _prepare_batch(raw: Sequence[Any], merchant: Merchant, depots: list[domain.Depot], deps: Deps) -> _Batch:
@@ -178,11 +184,7 @@ def _prepare_batch(raw: Sequence[Any], merchant: Merchant, depots: list[domain.D
             depot = domain.choose_depot(depots, cmd.destination.lat, cmd.destination.lon, cmd.depot_id)
             order, _ = _new_order(cmd, merchant, depot, deps, now, at)
         except ValidationError as exc:
-            errors = [
-                FieldProblem(pointer=at + pointer(e["loc"])[1:].rstrip("/"), detail=e["msg"])
-                for e in exc.errors()
-            ]
-            batch.items.append(_rejected(i, reference, domain.InvalidOrder(errors)))
+            batch.items.append(_rejected(i, reference, invalid(exc, at)))
             continue
         except LastmileError as exc:
             batch.items.append(_rejected(i, reference, exc))
@@ -235,13 +237,13 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
         result = {"created": len(kept), "rejected": len(items) - len(kept), "items": items}
         return Reply(200, to_json(result))
 
-    for attempt in range(3):  # a concurrent request may take a reference between the check and the insert
+    for attempt in range(5):  # a concurrent request may take a reference between the check and the insert
         try:
             reply = await commit(deps.db, idem, merchant, deps.clock.now(), write)
             break
         except IntegrityError:
-            if attempt == 2:
-                raise
+            if attempt == 4:
+                raise ServiceUnavailable("Concurrent writes kept taking this batch's references; retry.") from None
     if not reply.replayed:
         for order in kept:
             ORDERS_RECEIVED.labels(merchant.id, order.kind).inc()
