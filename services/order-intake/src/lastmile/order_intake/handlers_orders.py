@@ -243,7 +243,9 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
             break
         except IntegrityError:
             if attempt == 4:
-                raise ServiceUnavailable("Concurrent writes kept taking this batch's references; retry.") from None
+                raise ServiceUnavailable(
+                    "Concurrent writes kept taking this batch's references; retry."
+                ) from None
     if not reply.replayed:
         for order in kept:
             ORDERS_RECEIVED.labels(merchant.id, order.kind).inc()

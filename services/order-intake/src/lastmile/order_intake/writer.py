@@ -99,7 +99,11 @@ class OrderWriter:
             group = [await self._queue.get()]
             while len(group) < self.max_group and not self._queue.empty():
                 group.append(self._queue.get_nowait())
-            await self._write(group)
+            try:
+                await self._write(group)
+            except Exception as exc:  # never leave a request waiting, nor stop writing for the next ones
+                log.exception("order writer failed on a group of %d", len(group))
+                _fail(group, exc)
 
     async def _write(self, group: list[Pending]) -> None:
         try:
