@@ -22,13 +22,13 @@ def build(message: OutgoingMessage, sender: str, domain: str) -> EmailMessage:
     mail["Date"] = email.utils.formatdate(localtime=False)
     # The same Message-ID on every attempt: receivers that dedupe on it see one message.
     mail["Message-ID"] = f"<{message.id}@{domain}>"
-    mail["Content-Language"] = message.language
     mail["Auto-Submitted"] = "auto-generated"
     for name, value in message.headers.items():
         mail[name] = value
     mail.set_content(message.body)
     if message.html:
         mail.add_alternative(message.html, subtype="html")
+    mail["Content-Language"] = message.language  # after the body: setting content clears Content-* headers
     return mail
 
 

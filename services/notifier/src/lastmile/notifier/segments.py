@@ -81,14 +81,11 @@ _TYPOGRAPHY = {
 
 
 def fit(variants: Sequence[str]) -> str:
-    """The first variant (longest first) that fits one part; then the same folded to GSM-7; else the variant
-    that costs the fewest parts."""
+    """The first variant (longest first) that fits one part as it is or folded to GSM-7 (the whole message
+    without its accents beats a curter one with them); else the variant that costs the fewest parts."""
     for candidate in variants:
-        if count(candidate).count == 1:
-            return candidate
-    for candidate in variants:
-        folded = fold_to_gsm7(candidate)
-        if count(folded).count == 1:
-            return folded
+        for text in (candidate, fold_to_gsm7(candidate)):
+            if count(text).count == 1:
+                return text
     options = [*variants, *(fold_to_gsm7(v) for v in variants)]
     return min(options, key=lambda v: (count(v).count, -len(v)))

@@ -124,7 +124,12 @@ def _basic(user: str, password: str) -> str:
 
 
 def _error(status: int, code: int, message: str) -> JSONResponse:
-    body = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+    body = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
     return JSONResponse(body, status_code=status)
 
 
@@ -150,7 +155,7 @@ class SmtpSink:
         self.messages: list[EmailMessage] = []
         self.log = log
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         parsed = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
@@ -173,7 +178,9 @@ def smtp_server(port: int, sink: SmtpSink) -> Any:
 
 @contextlib.asynccontextmanager
 async def http_server(app: FastAPI, port: int) -> AsyncIterator[uvicorn.Server]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
