@@ -4,32 +4,54 @@ a small pool of kept-open connections, TLS (implicit or STARTTLS) when configure
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
-import email.policy
+import email.header
 import email.utils
-from email.message import EmailMessage
 
 import aiosmtplib
 
 from lastmile.notifier.channels import OutgoingMessage, SendError
 
 
-def build(message: OutgoingMessage, sender: str, domain: str) -> EmailMessage:
-    mail = EmailMessage(policy=email.policy.SMTP)
-    mail["From"] = sender
-    mail["To"] = message.to
-    mail["Subject"] = message.subject or ""
-    mail["Date"] = email.utils.formatdate(localtime=False)
-    # The same Message-ID on every attempt: receivers that dedupe on it see one message.
-    mail["Message-ID"] = f"<{message.id}@{domain}>"
-    mail["Auto-Submitted"] = "auto-generated"
-    for name, value in message.headers.items():
-        mail[name] = value
-    mail.set_content(message.body)
-    if message.html:
-        mail.add_alternative(message.html, subtype="html")
-    mail["Content-Language"] = message.language  # after the body: setting content clears Content-* headers
-    return mail
+def build(message: OutgoingMessage, sender: str, domain: str) -> bytes:
+    """The message as MIME (multipart/alternative: plain text, then HTML), written directly: the stdlib's
+    EmailMessage costs milliseconds a message, which matters at hundreds of messages a second."""
+    boundary = f"=_lastmile_{message.id}"
+    headers = {
+        "From": _header(sender),
+        "To": message.to,
+        "Subject": _header(message.subject or ""),
+        "Date": email.utils.formatdate(localtime=False),
+        # The same Message-ID on every attempt: receivers that dedupe on it see one message.
+        "Message-ID": f"<{message.id}@{domain}>",
+        "MIME-Version": "1.0",
+        "Auto-Submitted": "auto-generated",
+        "Content-Language": message.language,
+        **{name: _header(value) for name, value in message.headers.items()},
+    }
+    parts = [(message.body, "plain")] + ([(message.html, "html")] if message.html else [])
+    lines = [f"{name}: {value}" for name, value in headers.items()]
+    lines += [f'Content-Type: multipart/alternative; boundary="{boundary}"', ""]
+    for content, subtype in parts:
+        lines += [
+            f"--{boundary}",
+            f'Content-Type: text/{subtype}; charset="utf-8"',
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            binascii.b2a_qp(content.encode(), istext=True).decode("ascii").replace("\n", "\r\n"),
+        ]
+    lines += [f"--{boundary}--", ""]
+    return "\r\n".join(lines).encode("ascii")
+
+
+def _header(value: str) -> str:
+    if value.isascii():
+        return value.replace("\r", " ").replace("\n", " ")
+    name, address = email.utils.parseaddr(value)
+    if address and "@" in address and value.rstrip().endswith(">"):
+        return email.utils.formataddr((name, address), charset="utf-8")
+    return email.header.Header(value.replace("\n", " "), "utf-8").encode()
 
 
 class SmtpChannel:
@@ -57,7 +79,7 @@ class SmtpChannel:
         self._all: set[aiosmtplib.SMTP] = set()
 
     async def send(self, message: OutgoingMessage) -> str:
-        raw = build(message, self.sender, self.domain).as_bytes()
+        raw = build(message, self.sender, self.domain)
         async with self._slots:
             client = await self._client()
             phase = "mail"

@@ -17,6 +17,7 @@ from lastmile.common.db import Database
 from lastmile.common.errors import NotFound, Unauthorized, Unprocessable
 from lastmile.common.ids import new_id
 from lastmile.notifier import consent, domain, templates
+from lastmile.notifier.cache import TtlCache
 from lastmile.notifier.channels import Channel
 from lastmile.notifier.handlers_webhooks import WebhookDispatcher, enqueue_webhooks
 from lastmile.notifier.metrics import DROPPED, MESSAGES
@@ -33,6 +34,9 @@ class Deps:
     channels: dict[str, Channel]
     sender: Sender = field(init=False)
     webhooks: WebhookDispatcher = field(init=False)
+    template_cache: TtlCache[str, dict[tuple[str, str], templates.Override]] = field(
+        default_factory=lambda: TtlCache(10.0)
+    )
 
     @property
     def policy(self) -> domain.Policy:
@@ -128,9 +132,19 @@ async def notify(session: AsyncSession, row: ContactRow, event: ev.Payload, deps
 
 
 def _recorded(row: dict[str, Any]) -> str:
-    if row["status"] == "suppressed":
-        return "suppressed"
     return "held" if row["held"] else "recorded"
+
+
+async def _overrides(
+    store: NotifierStore, merchant_id: str, deps: Deps
+) -> dict[tuple[str, str], templates.Override]:
+    """The merchant's own wordings by (language, kind), cached for a few seconds (read for every message)."""
+
+    async def load() -> dict[tuple[str, str], templates.Override]:
+        rows = await store.templates(merchant_id)
+        return {(r.language, r.kind): templates.Override(r.sms, r.subject, r.text) for r in rows}
+
+    return await deps.template_cache.get(merchant_id, load)
 
 
 async def _messages(
@@ -146,13 +160,11 @@ async def _messages(
         for channel in dict.fromkeys(recipient.channels)
         if (address := recipient.phone if channel == "sms" else recipient.email)
     ]
-    opted_out = await store.opted_out([(c, h) for c, _, h in addresses])
     language = templates.language_of(recipient.language)
     now = deps.clock.now()
     rows = []
     for p in planned:
-        custom = await store.template(contact.merchant_id, language, p.kind)
-        override = templates.Override(custom.sms, custom.subject, custom.text) if custom else None
+        override = (await _overrides(store, contact.merchant_id, deps)).get((language, p.kind))
         for channel, address, hashed in addresses:
             rendered = templates.render(
                 p.kind,
@@ -165,7 +177,6 @@ async def _messages(
                 tz=tz,
                 override=override,
             )
-            blocked = (channel, hashed) in opted_out
             rows.append(
                 {
                     "id": new_id("ntf"),
@@ -173,8 +184,9 @@ async def _messages(
                     "kind": p.kind,
                     "channel": channel,
                     "dedupe": p.identity,
-                    "status": "suppressed" if blocked else "pending",
-                    "error": "recipient opted out" if blocked else None,
+                    # Opt-outs are checked when the sender claims the message, right before the call.
+                    "status": "pending",
+                    "error": None,
                     "to": address,
                     "to_hash": hashed,
                     "language": language,
@@ -243,7 +255,8 @@ async def set_template(
         row.sms, row.subject, row.text = values.get("sms"), values.get("subject"), values.get("text")
         row.updated_at = deps.clock.now()
         await session.flush()
-        return row
+    deps.template_cache.forget(merchant.id)
+    return row
 
 
 async def delete_template(merchant: Merchant, language: str, kind: str, deps: Deps) -> None:
@@ -252,6 +265,7 @@ async def delete_template(merchant: Merchant, language: str, kind: str, deps: De
         if row is None:
             raise NotFound(f"No template of yours for {language}/{kind}")
         await session.delete(row)
+    deps.template_cache.forget(merchant.id)
 
 
 async def list_templates(merchant: Merchant, deps: Deps) -> list[TemplateRow]:

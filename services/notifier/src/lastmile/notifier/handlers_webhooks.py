@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from lastmile.common.db import Database
 from lastmile.common.errors import NotFound, Unprocessable
 from lastmile.common.ids import new_id
 from lastmile.notifier import webhooks
+from lastmile.notifier.cache import TtlCache
 from lastmile.notifier.metrics import PROVIDER_LATENCY, WEBHOOKS
 from lastmile.notifier.settings import NotifierSettings
 from lastmile.notifier.store_webhooks import AttemptRow, DeliveryRow, SubscriptionRow, WebhookStore
@@ -41,6 +43,18 @@ EVENT_TYPES = (
 )
 
 
+@dataclass(frozen=True)
+class Target:
+    id: str
+    event_types: tuple[str, ...]
+
+
+async def _active(store: WebhookStore, merchant_id: str) -> list[Target]:
+    return [
+        Target(s.id, tuple(s.event_types)) for s in await store.subscriptions(merchant_id, active_only=True)
+    ]
+
+
 def webhook_type(envelope: ev.Envelope) -> str:
     return envelope.type.removeprefix("lastmile.")
 
@@ -50,7 +64,9 @@ async def enqueue_webhooks(
 ) -> None:
     """One delivery per active subscription that wants this event, in the event's own transaction."""
     kind = webhook_type(envelope)
-    subs = await WebhookStore(session).subscriptions(merchant_id, active_only=True)
+    subs = await dispatcher.subscriptions.get(
+        merchant_id, lambda: _active(WebhookStore(session), merchant_id)
+    )
     wanted = [s for s in subs if kind in s.event_types or "*" in s.event_types]
     if not wanted:
         return
@@ -114,6 +130,7 @@ async def create_subscription(
     )
     async with deps.db.transaction() as session:
         session.add(row)
+    deps.webhooks.subscriptions.forget(merchant.id)
     return row
 
 
@@ -154,7 +171,8 @@ async def update_subscription(
                 "disabled by the merchant",
                 deps.clock.now(),
             )
-        return row
+    deps.webhooks.subscriptions.forget(merchant.id)
+    return row
 
 
 async def delete_subscription(merchant: Merchant, subscription_id: str, deps: Deps) -> None:
@@ -165,6 +183,7 @@ async def delete_subscription(merchant: Merchant, subscription_id: str, deps: De
             raise NotFound(f"Webhook subscription {subscription_id} not found")
         await store.fail_pending(row.id, "subscription deleted")
         await session.delete(row)
+    deps.webhooks.subscriptions.forget(merchant.id)
 
 
 async def deliveries(
@@ -190,6 +209,8 @@ class WebhookDispatcher:
         self._pool = asyncio.Semaphore(settings.webhook_concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
+        # Active subscriptions per merchant, read for every delivery event.
+        self.subscriptions: TtlCache[str, list[Target]] = TtlCache(10.0)
 
     def wake(self) -> None:
         self._wake.set()
@@ -307,6 +328,8 @@ class WebhookDispatcher:
                     await WebhookStore(session).fail_pending(
                         sub.id, f"subscription disabled: {sub.disabled_reason}"
                     )
+        if outcome == "disabled" and d is not None:
+            self.subscriptions.forget(d.merchant_id)
         WEBHOOKS.labels(outcome).inc()
 
     def _failed(self, d: DeliveryRow, sub: SubscriptionRow | None, now: datetime, final: bool) -> str:

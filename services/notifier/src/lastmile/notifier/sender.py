@@ -16,6 +16,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from lastmile.common import events as ev
 from lastmile.common import outbox
@@ -27,7 +28,7 @@ from lastmile.notifier.domain import retry_delay
 from lastmile.notifier.metrics import MESSAGES, OPT_OUTS, PROVIDER_LATENCY
 from lastmile.notifier.settings import NotifierSettings
 from lastmile.notifier.sms import UNSUBSCRIBED
-from lastmile.notifier.store import NotificationRow, NotifierStore, SendingStore
+from lastmile.notifier.store import NotifierStore, SendingStore
 
 log = logging.getLogger(__name__)
 SOURCE = "notifier"
@@ -62,6 +63,7 @@ class Sender:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._next_expiry_check = 0.0
 
     def _pool_size(self, channel: str) -> int:
         kind = type(self.channels[channel]).__name__
@@ -109,6 +111,7 @@ class Sender:
                 async with asyncio.timeout(1.0):  # also the pace at which held and retried messages fall due
                     await self._wake.wait()
             self._wake.clear()
+            await asyncio.sleep(0.005)  # events come in bursts: one claim for the rows of many
             try:
                 while await self.send_due():
                     pass
@@ -130,10 +133,14 @@ class Sender:
         now = self.clock.now()
         # Leases and retry delays are real time (what providers take), whatever the clock's speed.
         lease_until = now + timedelta(seconds=self.settings.send_lease_seconds * self.clock.speed)
+        expired = time.monotonic() >= self._next_expiry_check
+        if expired:
+            self._next_expiry_check = time.monotonic() + 1.0
         async with self.db.transaction() as session:
-            rows = await SendingStore(session).claim_due(
-                now, lease_until, min(room, self.settings.send_batch)
-            )
+            store = SendingStore(session)
+            limit = min(room, self.settings.send_batch)
+            rows = await store.claim_due(now, lease_until, limit, expired=True) if expired else []
+            rows += await store.claim_due(now, lease_until, limit - len(rows))
             blocked = await NotifierStore(session).opted_out([(r.channel, r.to_hash) for r in rows])
         for row in rows:
             message = self._message(row)
@@ -154,7 +161,7 @@ class Sender:
         self._in_flight.discard(task)
         self._room.set()
 
-    def _message(self, row: NotificationRow) -> OutgoingMessage:
+    def _message(self, row: Any) -> OutgoingMessage:
         headers: dict[str, str] = {}
         if row.channel == "email":
             link = unsubscribe_url(self.settings, "email", row.to_hash)

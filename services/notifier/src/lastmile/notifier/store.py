@@ -243,24 +243,30 @@ class SendingStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[NotificationRow]:
-        """Pending messages whose time has come, and messages whose sender vanished mid-call (lease over).
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int, *, expired: bool = False
+    ) -> list[sa.Row[Any]]:
+        """Claim pending messages whose time has come (or, `expired`, messages whose sender vanished mid-call:
+        their lease is over and the outcome of that attempt unknown). One statement: UPDATE … RETURNING.
 
         On PostgreSQL `SKIP LOCKED` lets replicas claim side by side without waiting on each other."""
-        due = sa.or_(
-            sa.and_(NotificationRow.status == "pending", NotificationRow.next_attempt_at <= now),
-            sa.and_(NotificationRow.status == "sending", NotificationRow.lease_until < now),
-        )
-        query = sa.select(NotificationRow).where(due).order_by(NotificationRow.next_attempt_at).limit(limit)
+        table = NOTIFICATIONS
+        if expired:
+            due = sa.and_(table.c.status == "sending", table.c.lease_until < now)
+        else:
+            due = sa.and_(table.c.status == "pending", table.c.next_attempt_at <= now)
+        chosen = sa.select(table.c.id).where(due).order_by(table.c.next_attempt_at).limit(limit)
         if self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = list((await self.session.execute(query)).scalars())
-        for row in rows:
-            if row.status == "sending":  # the last attempt's outcome is unknown: it may have gone out
-                row.ambiguous += 1
-            row.status, row.lease_until, row.attempts = "sending", lease_until, row.attempts + 1
-        await self.session.flush()
-        return rows
+            chosen = chosen.with_for_update(skip_locked=True)
+        values: dict[str, Any] = {
+            "status": "sending",
+            "lease_until": lease_until,
+            "attempts": table.c.attempts + 1,
+        }
+        if expired:
+            values["ambiguous"] = table.c.ambiguous + 1
+        stmt = sa.update(table).where(table.c.id.in_(chosen.scalar_subquery())).values(values)
+        return list((await self.session.execute(stmt.returning(*table.c))).all())
 
     async def apply(self, changes: Sequence[dict[str, Any]]) -> None:
         """One UPDATE per message, sent as one batch; only messages still claimed are changed."""

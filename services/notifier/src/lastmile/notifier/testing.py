@@ -198,6 +198,8 @@ def main() -> None:
     parser.add_argument("provider", choices=["twilio", "smtp"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", type=Path, help="one JSON line per message received: to, at")
+    parser.add_argument("--account-sid", default=FakeTwilio.account_sid)
+    parser.add_argument("--auth-token", default=FakeTwilio.auth_token)
     args = parser.parse_args()
     if args.provider == "smtp":
         with smtp_server(args.port, SmtpSink(args.log)):
@@ -205,7 +207,7 @@ def main() -> None:
             with contextlib.suppress(KeyboardInterrupt):
                 sys.stdin.read()  # until the parent closes our stdin
         return
-    fake = FakeTwilio(log=args.log)
+    fake = FakeTwilio(account_sid=args.account_sid, auth_token=args.auth_token, log=args.log)
     config = uvicorn.Config(fake.app(), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
     print("ready", flush=True)
     uvicorn.Server(config).run()
