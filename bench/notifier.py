@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PG = os.environ.get("LASTMILE_TEST_PG", "127.0.0.1:55432")
 KAFKA = os.environ.get("LASTMILE_TEST_KAFKA", "127.0.0.1:19092")
 SID, TOKEN = "AC" + "b" * 32, "bench-twilio-token-000000000000"
+NOTIFIER = os.environ.get("BENCH_NOTIFIER_ARGS", "-m lastmile.notifier").split()
 
 
 def free_port() -> int:
@@ -163,7 +164,7 @@ async def run(rate: int, seconds: int, work: Path) -> dict[str, float | int | st
             process([*fake, "twilio", "--port", str(ports["twilio"]), "--log", str(sms_log), "--account-sid", SID,
                      "--auth-token", TOKEN], twilio_env, work / "twilio.out"),
             process([*fake, "smtp", "--port", str(ports["smtp"]), "--log", str(smtp_log)], twilio_env, work / "smtp.out"),
-            process(["-m", "lastmile.notifier"], env, work / "notifier.log") as notifier,
+            process(NOTIFIER, env, work / "notifier.log") as notifier,
         ):
             return await measure(rate, seconds, prefix, ports["notifier"], notifier, sms_log, smtp_log)
     except BaseException:
@@ -194,6 +195,7 @@ async def measure(
         while await consumed(http, url, "orders.v1") < n:
             await asyncio.sleep(0.5)
         published: dict[int, float] = {}
+        cpu_before = cpu_seconds(notifier.pid)
         tick = 0.02
         per_tick = rate * tick
         t0 = time.time()
@@ -214,6 +216,7 @@ async def measure(
         deadline = t_end + 120
         while len(received(sms_log)) + len(received(smtp_log)) < 2 * n and time.time() < deadline:
             await asyncio.sleep(0.5)
+        cpu_used = cpu_seconds(notifier.pid) - cpu_before
         (sms_log.parent / "metrics.txt").write_text((await http.get(url + "/metrics")).text)
     await bus.stop()
     sms, mails = received(sms_log), received(smtp_log)
@@ -241,6 +244,9 @@ async def measure(
         "p95_s": round(q[94], 3),
         "p99_s": round(q[98], 3),
         "max_s": round(max(latencies), 3) if latencies else -1.0,
+        "notifier_cpu_s": round(cpu_used, 1),
+        "notifier_cpu_ms_per_message": round(1000 * cpu_used / max(1, len(arrivals)), 2),
+        "notifier_cpu_share": round(cpu_used / (arrivals[-1] - t0), 2) if arrivals else 0.0,
     }
 
 
@@ -253,6 +259,12 @@ async def wait_ready(http: httpx.AsyncClient, url: str, notifier: subprocess.Pop
                 return
         await asyncio.sleep(0.2)
     raise TimeoutError("the notifier did not become ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load() -> str:
@@ -278,6 +290,8 @@ them, matched with the time its event was published. Targets: ≥ 500 messages/s
 | throughput, first publish to last message | {result["throughput_overall_s"]} messages/s |
 | left to send when publishing stopped, drained in | {result["drain_s"]} s |
 | latency p50 / p95 / p99 / max | {result["p50_s"]} / **{result["p95_s"]}** / {result["p99_s"]} / {result["max_s"]} s |
+| notifier CPU per message (user + system) | {result["notifier_cpu_ms_per_message"]} ms |
+| notifier CPU used / wall time (1.0 = one core) | {result["notifier_cpu_share"]} |
 
 Machine: 2 cores shared with other work; load before: `{before}`; after: `{after}`. Recorded
 {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.

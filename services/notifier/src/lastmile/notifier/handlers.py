@@ -89,12 +89,14 @@ async def on_order_cancelled(
 async def on_delivery_event(session: AsyncSession, envelope: ev.Envelope, event: Any, deps: Deps) -> None:
     """Record the messages the policy asks for (the sender delivers them after commit), and the webhooks."""
     store = NotifierStore(session)
-    row = await store.contact(event.order_id)
-    if row is None:  # the order's own event has not arrived yet: keep this one until it does
-        await store.defer(event.order_id, envelope.model_dump(mode="json"), deps.clock.now())
-        return
-    await notify(session, row, event, deps)
-    await enqueue_webhooks(session, row.merchant_id, envelope, deps.webhooks)
+    # Contact changes are written once for the whole batch of events, at commit.
+    with session.no_autoflush:
+        row = await store.contact(event.order_id)
+        if row is None:  # the order's own event has not arrived yet: keep this one until it does
+            await store.defer(event.order_id, envelope.model_dump(mode="json"), deps.clock.now())
+            return
+        await notify(session, row, event, deps)
+        await enqueue_webhooks(session, row.merchant_id, envelope, deps.webhooks)
 
 
 async def on_merchant_keys(
@@ -105,7 +107,6 @@ async def on_merchant_keys(
 
 
 async def notify(session: AsyncSession, row: ContactRow, event: ev.Payload, deps: Deps) -> None:
-    store = NotifierStore(session)
     policy = deps.policy
     recipient = ev.Recipient.model_validate(row.recipient)
     tz = domain.zone(recipient.timezone, policy)
@@ -115,23 +116,70 @@ async def notify(session: AsyncSession, row: ContactRow, event: ev.Payload, deps
     s = decision.state
     row.status, row.window_start, row.window_end = s.status, s.window_start, s.window_end
     row.last_eta, row.eta_messages = s.last_eta, s.eta_messages
-    counts: list[tuple[str, str, str]] = [("none", d.kind, "dropped") for d in decision.dropped]
+    staged = _staged(session, deps)
     for d in decision.dropped:
+        staged.counts.append(("none", d.kind, "dropped"))
         Database.after_commit(session, DROPPED.labels(d.kind, d.reason).inc)
     if decision.supersedes:
-        dropped = await store.supersede(row.order_id, decision.supersedes, now)
-        counts += [(channel, kind, "dropped") for channel, kind in dropped]
+        staged.supersede(row.order_id, decision.supersedes)
     if decision.messages:
-        rows = await _messages(store, row, recipient, tz, decision.messages, deps)
-        new = await store.record([{k: v for k, v in r.items() if k != "held"} for r in rows])
-        if new:
-            Database.after_commit(session, deps.sender.wake)
-        counts += [(r["channel"], r["kind"], _recorded(r)) for r in rows if r["id"] in new]
+        staged.rows += await _messages(NotifierStore(session), row, recipient, tz, decision.messages, deps)
+
+
+@dataclass
+class Staged:
+    """What a transaction's events ask to write to the log: written at commit, in a few statements for the
+    whole batch of events rather than a few per event."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    moot: dict[str, set[str]] = field(default_factory=dict)  # order → kinds whose unsent messages are moot
+    counts: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def supersede(self, order_id: str, kinds: tuple[str, ...]) -> None:
+        self.moot.setdefault(order_id, set()).update(kinds)
+        for r in self.rows:  # messages staged by earlier events of this batch
+            if r["order_id"] == order_id and r["kind"] in kinds and r["status"] == "pending":
+                r["status"], r["error"] = "dropped", "superseded by a later event"
+
+
+def _staged(session: AsyncSession, deps: Deps) -> Staged:
+    staged = session.info.get("notifier_staged")
+    if staged is None:
+        staged = session.info["notifier_staged"] = Staged()
+
+        async def write(session: AsyncSession) -> None:
+            await _write(session, session.info.pop("notifier_staged"), deps)
+
+        session.info.setdefault("before_commit", []).append(write)
+    assert isinstance(staged, Staged)
+    return staged
+
+
+async def _write(session: AsyncSession, staged: Staged, deps: Deps) -> None:
+    store = NotifierStore(session)
+    counts = staged.counts
+    by_kinds: dict[tuple[str, ...], list[str]] = {}
+    for order_id, moot in staged.moot.items():
+        by_kinds.setdefault(tuple(sorted(moot)), []).append(order_id)
+    for kinds, order_ids in by_kinds.items():
+        counts += [(channel, kind, "dropped") for channel, kind in await store.supersede(order_ids, kinds)]
+    seen: set[tuple[str, str, str]] = set()
+    rows = []
+    for r in staged.rows:  # the same message asked twice in one batch is one message
+        if (identity := (r["order_id"], r["channel"], r["dedupe"])) not in seen:
+            seen.add(identity)
+            rows.append(r)
+    new = await store.record([{k: v for k, v in r.items() if k != "held"} for r in rows])
+    if any(r["id"] in new and r["status"] == "pending" for r in rows):
+        Database.after_commit(session, deps.sender.wake)
+    counts += [(r["channel"], r["kind"], _recorded(r)) for r in rows if r["id"] in new]
     for labels in counts:
         Database.after_commit(session, MESSAGES.labels(*labels).inc)
 
 
 def _recorded(row: dict[str, Any]) -> str:
+    if row["status"] == "dropped":
+        return "dropped"
     return "held" if row["held"] else "recorded"
 
 

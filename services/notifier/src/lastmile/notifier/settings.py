@@ -18,6 +18,8 @@ class NotifierSettings(CommonSettings):
     service: str = "notifier"
     port: int = 8004
     database_url: str = "sqlite+aiosqlite:///var/notifier.db"
+    # Many delivery events in one transaction: the per-event database round trips are most of the cost.
+    consumer_batch: int = Field(default=100, ge=1)
     # Where this service is reached from outside: provider callbacks and unsubscribe links point here.
     notifier_url: str | None = None
 

@@ -142,12 +142,12 @@ class NotifierStore:
         result = await self.session.execute(stmt.returning(table.c.id), list(rows))
         return {r.id for r in result.all()}
 
-    async def supersede(self, order_id: str, kinds: Sequence[str], at: datetime) -> list[tuple[str, str]]:
+    async def supersede(self, order_ids: Sequence[str], kinds: Sequence[str]) -> list[tuple[str, str]]:
         """Unsent messages of these kinds no longer matter: mark them dropped; returns (channel, kind)."""
         table = NOTIFICATIONS
         stmt = (
             sa.update(table)
-            .where(table.c.order_id == order_id, table.c.kind.in_(kinds), table.c.status == "pending")
+            .where(table.c.order_id.in_(order_ids), table.c.kind.in_(kinds), table.c.status == "pending")
             .values(status="dropped", error="superseded by a later event", lease_until=None)
             .returning(table.c.channel, table.c.kind)
         )
