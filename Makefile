@@ -11,7 +11,7 @@ PYTEST := $(PY) -m pytest -p no:randomly
 export LASTMILE_SHARED ?= $(abspath ../shared)
 
 .PHONY: run test unit service integration e2e lint format venv infra-up infra-down infra-status \
-        events-doc k8s up down lock clean help
+        events-doc k8s up down lock clean help bench-notifier
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
@@ -99,6 +99,11 @@ events-doc: venv
 
 k8s:
 	kubectl kustomize deploy/k8s
+
+# Notifier throughput and latency on the real Kafka and PostgreSQL (figures go to docs/benchmarks.md).
+bench-notifier: venv system-deps
+	@tools/kafka/kafka.sh fetch
+	tools/with-infra.sh $(PY) bench/notifier.py --write docs/benchmarks.md
 
 up down:
 	@echo "docker compose $@: needs a Docker engine (none on CI machines); the file is validated by make test"

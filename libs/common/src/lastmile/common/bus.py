@@ -163,6 +163,8 @@ class Dispatcher:
     ) -> list[str]:
         outcomes = []
         async with self.sub.db.transaction() as session:
+            # Handlers may look at the whole batch (e.g. to load what all its events need in one query).
+            session.info["batch"] = [payload for _, _, payload, _ in ready]
             ids = [str(envelope.id) for _, envelope, _, _ in ready]
             fresh = await claim_many(session, self.sub.group, ids) if self.sub.inbox else set(ids)
             for record, envelope, payload, handler in ready:

@@ -91,12 +91,22 @@ async def on_delivery_event(session: AsyncSession, envelope: ev.Envelope, event:
     store = NotifierStore(session)
     # Contact changes are written once for the whole batch of events, at commit.
     with session.no_autoflush:
+        await _load_contacts(session)
         row = await store.contact(event.order_id)
         if row is None:  # the order's own event has not arrived yet: keep this one until it does
             await store.defer(event.order_id, envelope.model_dump(mode="json"), deps.clock.now())
             return
         await notify(session, row, event, deps)
         await enqueue_webhooks(session, row.merchant_id, envelope, deps.webhooks)
+
+
+async def _load_contacts(session: AsyncSession) -> None:
+    """The contacts of every event in the batch, in one query (later lookups find them in the session)."""
+    if "contacts" in session.info:
+        return
+    order_ids = {getattr(p, "order_id", None) for p in session.info.get("batch", ())} - {None}
+    found = await NotifierStore(session).contacts([str(o) for o in order_ids]) if len(order_ids) > 1 else []
+    session.info["contacts"] = found  # held here: the session's identity map keeps only weak references
 
 
 async def on_merchant_keys(

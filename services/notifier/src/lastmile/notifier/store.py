@@ -131,6 +131,10 @@ class NotifierStore:
     async def contact(self, order_id: str) -> ContactRow | None:
         return await self.session.get(ContactRow, order_id)
 
+    async def contacts(self, order_ids: Sequence[str]) -> list[ContactRow]:
+        query = sa.select(ContactRow).where(ContactRow.order_id.in_(order_ids))
+        return list((await self.session.execute(query)).scalars())
+
     async def record(self, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert messages; an identity already in the log is left alone. Returns the ids of the new ones."""
         if not rows:
