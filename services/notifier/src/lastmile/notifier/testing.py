@@ -15,7 +15,7 @@ import json
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -46,6 +46,8 @@ class FakeTwilio:
     fail_next: int = 0  # answer this many requests with 503
     messages: list[dict[str, Any]] = field(default_factory=list)
     log: Path | None = None
+    # Called with each accepted message before the answer goes back (a test can stall it there for ever).
+    before_answer: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def app(self) -> FastAPI:
@@ -79,6 +81,8 @@ class FakeTwilio:
             task = asyncio.create_task(self._callbacks(form["StatusCallback"], sid, form))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        if self.before_answer is not None:
+            await self.before_answer(record)
         return JSONResponse(_resource(sid, self.account_sid, form), status_code=201)
 
     async def _callbacks(self, url: str, sid: str, form: dict[str, str]) -> None:
@@ -178,9 +182,10 @@ def smtp_server(port: int, sink: SmtpSink) -> Any:
 
 @contextlib.asynccontextmanager
 async def http_server(app: FastAPI, port: int) -> AsyncIterator[uvicorn.Server]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, timeout_graceful_shutdown=1
     )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
