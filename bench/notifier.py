@@ -127,7 +127,8 @@ async def consumed(http: httpx.AsyncClient, url: str, topic: str) -> float:
 def received(path: Path) -> list[dict[str, float | str]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text().split("\n")[:-1]  # the last piece may be a line still being written
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 async def run(rate: int, seconds: int, work: Path) -> dict[str, float | int | str]:

@@ -66,9 +66,6 @@ class Sender:
         self._next_expiry_check = 0.0
 
     def _pool_size(self, channel: str) -> int:
-        kind = type(self.channels[channel]).__name__
-        if kind == "FileChannel":
-            return self.settings.send_concurrency_file
         return (
             self.settings.send_concurrency_sms if channel == "sms" else self.settings.send_concurrency_email
         )

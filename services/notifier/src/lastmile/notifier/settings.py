@@ -57,7 +57,6 @@ class NotifierSettings(CommonSettings):
     send_batch: int = Field(default=200, ge=1)
     send_concurrency_sms: int = Field(default=32, ge=1)
     send_concurrency_email: int = Field(default=16, ge=1)
-    send_concurrency_file: int = Field(default=8, ge=1)
     send_max_attempts: int = Field(default=6, ge=1)
     send_retry_base_seconds: float = Field(default=2.0, gt=0)
     send_retry_max_seconds: float = Field(default=600.0, gt=0)
