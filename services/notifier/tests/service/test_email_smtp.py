@@ -89,3 +89,32 @@ async def test_a_forged_unsubscribe_link_is_refused(smtp) -> None:
     _, n = smtp
     reply = await n.client.post("/v1/unsubscribe/ZW1haWwuMDAw.AAAA")
     assert reply.status_code == 404
+
+
+async def test_email_goes_over_starttls_when_configured(make_notifier, orders, free_port, tmp_path) -> None:
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    sink, port = SmtpSink(), free_port()
+    with smtp_server(port, sink, tls=server_tls):
+        settings = {
+            "email_channel": "smtp",
+            "smtp_port": port,
+            "smtp_tls": "starttls",
+            "smtp_ca_file": str(cert),
+        }
+        async with make_notifier(**settings) as n:
+            order = orders.created(channels=["email"])
+            await publish(n.bus, order)
+            await publish(n.bus, orders.delivered(order.order_id))
+            await eventually(lambda: sink.messages)
+    assert sink.encrypted == [True]
+    assert sink.messages[0]["Subject"] == "Your Acme parcel has been delivered"

@@ -41,6 +41,7 @@ def make_channels(settings: NotifierSettings) -> dict[str, Channel]:
             tls=s.smtp_tls,
             username=s.smtp_username,
             password=s.smtp_password.get_secret_value(),
+            ca_file=s.smtp_ca_file,
             sender=s.smtp_from,
             connections=s.smtp_connections,
             timeout_s=s.provider_timeout_seconds,

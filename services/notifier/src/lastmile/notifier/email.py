@@ -65,12 +65,14 @@ class SmtpChannel:
         tls: str,
         username: str,
         password: str,
+        ca_file: str | None = None,
         sender: str,
         connections: int,
         timeout_s: float,
     ) -> None:
         self.host, self.port, self.tls = host, port, tls
         self.username, self.password = username or None, password or None
+        self.ca_file = ca_file
         self.sender, self.timeout_s = sender, timeout_s
         self.envelope_from = email.utils.parseaddr(sender)[1]
         self.domain = self.envelope_from.rpartition("@")[2] or "lastmile.invalid"
@@ -116,6 +118,7 @@ class SmtpChannel:
             username=self.username,
             password=self.password,
             timeout=self.timeout_s,
+            cert_bundle=self.ca_file,
         )
         try:
             await client.connect()

@@ -37,6 +37,7 @@ class NotifierSettings(CommonSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_ca_file: str | None = None  # CA bundle to trust for the server's certificate (default: the system's)
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
     smtp_from: str = "Lastmile <notifications@lastmile.invalid>"

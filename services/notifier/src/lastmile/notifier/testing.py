@@ -13,6 +13,7 @@ import email
 import email.policy
 import json
 import secrets
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -157,6 +158,7 @@ class SmtpSink:
 
     def __init__(self, log: Path | None = None) -> None:
         self.messages: list[EmailMessage] = []
+        self.encrypted: list[bool] = []  # per message: whether the session had switched to TLS
         self.log = log
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -164,6 +166,7 @@ class SmtpSink:
         parsed = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         self.messages.append(parsed)
+        self.encrypted.append(session.ssl is not None)
         if self.log is not None:
             with self.log.open("a") as f:
                 f.write(json.dumps({"to": envelope.rcpt_tos[0], "at": time.time()}) + "\n")
@@ -171,8 +174,10 @@ class SmtpSink:
 
 
 @contextlib.contextmanager
-def smtp_server(port: int, sink: SmtpSink) -> Any:
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
+def smtp_server(port: int, sink: SmtpSink, tls: ssl.SSLContext | None = None) -> Any:
+    """aiosmtpd on 127.0.0.1; with `tls`, STARTTLS is offered and required before MAIL."""
+    options: dict[str, Any] = {"tls_context": tls, "require_starttls": True} if tls else {}
+    controller = Controller(sink, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield controller
