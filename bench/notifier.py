@@ -316,6 +316,16 @@ them, matched with the time its event was published. Targets: ≥ 500 messages/s
 
 Machine: 2 cores shared with other work; load before: `{before}`; after: `{after}`. Recorded
 {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
+
+Reading it: everything (broker, database, both stand-ins, the publisher and the notifier) shares the same two
+cores, so throughput and latency move with the machine's load; the notifier's CPU time per message does not
+much, and bounds what one notifier process can do: 1000 / (ms per message) messages a second on a core of its
+own. The latency counts from publication, so once the notifier falls behind the offered rate it is mostly
+queueing. What made the CPU per message fall (each measured with this script, `py-spy --gil` for where):
+batches of up to 100 events per transaction with the batch's contacts read in one query and its messages
+written at commit (the per-event round trips were most of it), claims in one `UPDATE … RETURNING`, email MIME
+written directly (the stdlib's `EmailMessage` cost milliseconds), Twilio called with aiohttp (httpx was the
+largest single cost), and `sniffio` installed (without it httpcore searches `sys.path` for it on every request).
 """
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     start = text.find("## Notifier")
