@@ -175,15 +175,18 @@ async def run(rate: int, seconds: int, work: Path) -> dict[str, float | int | st
                 ],
                 twilio_env,
                 work / "twilio.out",
-            ),
+            ) as twilio,
             process(
                 [*fake, "smtp", "--port", str(ports["smtp"]), "--log", str(smtp_log)],
                 twilio_env,
                 work / "smtp.out",
-            ),
+            ) as smtp,
             process(NOTIFIER, env, work / "notifier.log") as notifier,
         ):
-            return await measure(rate, seconds, prefix, ports["notifier"], notifier, sms_log, smtp_log)
+            result = await measure(rate, seconds, prefix, ports["notifier"], notifier, sms_log, smtp_log)
+            for name, proc in (("twilio", twilio), ("smtp", smtp)):
+                result[f"{name}_stand_in_cpu_s"] = round(cpu_seconds(proc.pid), 1)
+            return result
     except BaseException:
         print((work / "notifier.log").read_text()[-3000:], file=sys.stderr)
         raise
@@ -313,6 +316,7 @@ them, matched with the time its event was published. Targets: ≥ 500 messages/s
 | latency p50 / p95 / p99 / max | {result["p50_s"]} / **{result["p95_s"]}** / {result["p99_s"]} / {result["max_s"]} s |
 | notifier CPU per message (user + system) | {result["notifier_cpu_ms_per_message"]} ms |
 | notifier CPU used / wall time (1.0 = one core) | {result["notifier_cpu_share"]} |
+| CPU of the stand-ins, whole run: Twilio / SMTP | {result["twilio_stand_in_cpu_s"]} s / {result["smtp_stand_in_cpu_s"]} s |
 
 Machine: 2 cores shared with other work; load before: `{before}`; after: `{after}`. Recorded
 {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
