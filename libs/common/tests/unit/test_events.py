@@ -23,6 +23,19 @@ def test_an_envelope_round_trips_to_its_typed_payload() -> None:
     assert typed == payload
 
 
+def test_a_serialised_envelope_has_the_bytes_of_the_model_one() -> None:
+    payload = ev.Arrived(order_id='ord_"1', vehicle_id="veh_1", at=datetime(2026, 11, 27, 10, tzinfo=UTC))
+    at, id_ = datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC), uuid.uuid4()
+    fast = payload.serialised("tracker", time=at, id=id_)
+    assert fast.to_bytes() == payload.envelope("tracker", time=at, id=id_).to_bytes()
+    assert (
+        fast.to_bytes()
+        == payload.serialised("tracker", payload.model_dump_json(), time=at, id=id_).to_bytes()
+    )
+    decoded, typed = ev.decode(fast.to_bytes())
+    assert (decoded.id, decoded.type, typed) == (fast.id, fast.type, payload)
+
+
 def test_consumers_ignore_fields_added_later() -> None:
     data = {"order_id": "ord_1", "vehicle_id": "veh_1", "at": "2026-11-27T10:00:00Z", "added_in_v2": 1}
     envelope = ev.Envelope(

@@ -131,6 +131,8 @@ def build_app(
     **fastapi_args: Any,
 ) -> FastAPI:
     """A FastAPI app with Lastmile's edge; the service adds its routers."""
+    # FastAPI's own OpenTelemetry hooks ask the environment on every request; our metrics are Prometheus'.
+    fastapi_args.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan, **fastapi_args)
     install_problem_handlers(app)
     app.add_middleware(EdgeMiddleware, service=service, max_body=max_body_bytes, limits=body_limits or {})
