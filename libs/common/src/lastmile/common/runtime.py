@@ -53,6 +53,7 @@ class Runtime:
             inbox=inbox,
             max_attempts=self.settings.consumer_max_attempts,
             max_event_bytes=self.settings.max_event_bytes,
+            batch=self.settings.consumer_batch,
         )
 
     async def start(self, migrations: Path, subscriptions: Sequence[Subscription] = ()) -> None:
