@@ -41,7 +41,9 @@ def van(vehicle_id: str = "veh_1", **kw: Any) -> domain.VehicleSpec:
 def with_matrices(problem: planning.Problem) -> planning.Problem:
     travel = CoordinateTravelTimes()
     depart = problem.now.hour if problem.now else 8
-    return problem.with_matrices({p: travel.compute(problem.locations, p, depart) for p in problem.input.profiles})
+    return problem.with_matrices(
+        {p: travel.compute(problem.locations, p, depart) for p in problem.input.profiles}
+    )
 
 
 def plan(

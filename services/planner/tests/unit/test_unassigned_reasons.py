@@ -19,11 +19,15 @@ class TestUnassignedReasons:
         assert reason(plan, "o1") == "no_vehicle"
 
     def test_ready_only_after_its_window_closes(self, make: Any, planner: Any) -> None:
-        plan = planner([make.van()], [make.job("slow", windows=((make.at(10), make.at(12)),), ready_at=make.at(13))])
+        plan = planner(
+            [make.van()], [make.job("slow", windows=((make.at(10), make.at(12)),), ready_at=make.at(13))]
+        )
         assert reason(plan, "slow") == "ready_too_late"
 
     def test_every_window_already_closed_when_re_planning(self, make: Any, planner: Any) -> None:
-        plan = planner([make.van()], [make.job("gone", windows=((make.at(9), make.at(10)),))], now=make.at(11))
+        plan = planner(
+            [make.van()], [make.job("gone", windows=((make.at(9), make.at(10)),))], now=make.at(11)
+        )
         assert reason(plan, "gone") == "window_passed"
 
     def test_no_vehicle_has_the_skills(self, make: Any, planner: Any) -> None:
@@ -61,6 +65,10 @@ class TestUnassignedReasons:
         assert [r for r, _ in plan.unassigned.values()] == ["capacity_exhausted"]
 
     def test_fleet_time_exhausted_when_the_shift_is_full(self, make: Any, planner: Any) -> None:
-        jobs = [make.job(f"o{i}", lat=52.52 + i * 0.002, windows=((make.at(8), make.at(9)),), service_s=1200) for i in range(5)]
+        jobs = [
+            make.job(f"o{i}", lat=52.52 + i * 0.002, windows=((make.at(8), make.at(9)),), service_s=1200)
+            for i in range(5)
+        ]
         plan = planner([make.van(shift_start="08:00", shift_end="09:30")], jobs)
-        assert plan.unassigned and {r for r, _ in plan.unassigned.values()} == {"fleet_time_exhausted"}
+        assert plan.unassigned
+        assert {r for r, _ in plan.unassigned.values()} == {"fleet_time_exhausted"}

@@ -18,9 +18,12 @@ from pyvrp.stop import MaxRuntime
 
 from lastmile.planner.problem import SolverInput, SolverJob, SolverVehicle, route_from_steps, timeline
 
-# PyVRP's costs are integers per metre and per second: ours (cents per km and per hour) scaled by 1000.
-COST_SCALE = 1000
-PRIZE = 10**9  # optional jobs: a prize so large that serving beats any route cost
+
+def cost_scale(vehicles: tuple[SolverVehicle, ...]) -> float:
+    """PyVRP's costs are integers per metre and per second, and its penalties for overloads and lateness are
+    bounded: scale ours (cents per km and per hour) so that the smallest unit cost is 1, not to millions."""
+    units = [x for v in vehicles for x in (v.per_km / 1000, v.per_hour / 3600) if x > 0]
+    return 1 / min(units) if units else 1.0
 
 
 def eligible(inp: SolverInput) -> bool:
@@ -76,6 +79,8 @@ def _data(
     depot_index = {loc: i for i, loc in enumerate(depot_locations)}
     depots = [pyvrp.Depot(location=loc) for loc in depot_locations]
     locations = [pyvrp.Location(x=0, y=0) for _ in range(size)]
+    scale = cost_scale(inp.vehicles)
+    prize = _prize(inp, scale)
     client_list: list[pyvrp.Client] = []
     clients: list[int] = []  # client index → job id
     groups: list[pyvrp.ClientGroup] = []
@@ -85,12 +90,14 @@ def _data(
             members.append(len(client_list))
             clients.append(job.id)
             client_list.append(
-                _client(job, early, late, all_required and len(job.windows) == 1, all_required)
+                _client(
+                    job, early, late, all_required and len(job.windows) == 1, 0 if all_required else prize
+                )
             )
         if len(members) > 1:
             groups.append(pyvrp.ClientGroup(clients=members, required=all_required))
     types = _vehicle_groups(inp.vehicles)
-    vehicle_types = [_vehicle_type(vs, depot_index, profiles) for vs in types]
+    vehicle_types = [_vehicle_type(vs, depot_index, profiles, scale) for vs in types]
     data = pyvrp.ProblemData(
         locations=locations,
         clients=client_list,
@@ -107,7 +114,19 @@ def _int_matrix(values: Any) -> Any:
     return np.asarray(values, dtype=np.int64)
 
 
-def _client(job: SolverJob, early: int, late: int, required: bool, all_required: bool) -> pyvrp.Client:
+def _prize(inp: SolverInput, scale: float) -> int:
+    """Serving a job must beat leaving it out, yet the prize must stay within PyVRP's penalties' reach (an
+    astronomic prize makes a capacity violation look cheaper than a reload): ten times the costliest round
+    trip of the day, plus the costliest vehicle's fixed cost."""
+    worst = 0
+    for v in inp.vehicles:
+        m = inp.matrices[v.profile]
+        trip = int(m.distances.max()) * 2 * v.per_km / 1000 + int(m.durations.max()) * 2 * v.per_hour / 3600
+        worst = max(worst, round((trip + v.fixed_cost) * scale))
+    return 10 * worst + 1
+
+
+def _client(job: SolverJob, early: int, late: int, required: bool, prize: int) -> pyvrp.Client:
     return pyvrp.Client(
         location=job.location,
         delivery=list(job.delivery),
@@ -115,7 +134,7 @@ def _client(job: SolverJob, early: int, late: int, required: bool, all_required:
         service_duration=job.service,
         tw_early=early,
         tw_late=late,
-        prize=0 if all_required else PRIZE * (1 + job.priority),
+        prize=0 if required else prize,
         required=required,
     )
 
@@ -129,7 +148,7 @@ def _vehicle_groups(vehicles: tuple[SolverVehicle, ...]) -> list[list[SolverVehi
 
 
 def _vehicle_type(
-    vs: list[SolverVehicle], depot_index: dict[int, int], profiles: list[str]
+    vs: list[SolverVehicle], depot_index: dict[int, int], profiles: list[str], scale: float
 ) -> pyvrp.VehicleType:
     v = vs[0]
     reload = [depot_index[v.reload_at]] if v.reload_at is not None else []
@@ -138,11 +157,11 @@ def _vehicle_type(
         capacity=list(v.capacity),
         start_depot=depot_index[v.start],
         end_depot=depot_index[v.start],
-        fixed_cost=v.fixed_cost * COST_SCALE,
+        fixed_cost=round(v.fixed_cost * scale),
         tw_early=v.window[0],
         tw_late=v.window[1],
-        unit_distance_cost=v.per_km,
-        unit_duration_cost=round(v.per_hour * COST_SCALE / 3600),
+        unit_distance_cost=round(v.per_km / 1000 * scale),
+        unit_duration_cost=round(v.per_hour / 3600 * scale),
         profile=profiles.index(v.profile),
         reload_depots=reload,
     )

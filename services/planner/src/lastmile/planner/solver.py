@@ -45,7 +45,7 @@ def vroom_input(inp: SolverInput, *, with_initial: bool, fixed: bool = False) ->
         matrix = inp.matrices[profile]
         problem.set_durations_matrix(profile=profile, matrix_input=matrix.durations)
         problem.set_distances_matrix(profile=profile, matrix_input=matrix.distances)
-    problem.add_vehicle([_vehicle(v, with_initial or fixed) for v in inp.vehicles])
+    problem.add_vehicle([_vehicle(v, with_initial or fixed, fixed) for v in inp.vehicles])
     problem.add_job(
         [
             vroom.Job(
@@ -64,7 +64,7 @@ def vroom_input(inp: SolverInput, *, with_initial: bool, fixed: bool = False) ->
     return problem
 
 
-def _vehicle(v: SolverVehicle, steps: bool) -> vroom.Vehicle:
+def _vehicle(v: SolverVehicle, steps: bool, fixed: bool) -> vroom.Vehicle:
     extra: dict[str, Any] = {}
     if v.max_tasks is not None:
         extra["max_tasks"] = v.max_tasks
@@ -73,8 +73,10 @@ def _vehicle(v: SolverVehicle, steps: bool) -> vroom.Vehicle:
     if v.max_distance is not None:
         extra["max_distance"] = v.max_distance
     if steps and v.initial:
+        # in plan mode VROOM would rather start before the shift than arrive late: the start is where it is now
+        start = vroom.VehicleStep("start", service_at=v.window[0]) if fixed else vroom.VehicleStep("start")
         extra["steps"] = [
-            vroom.VehicleStep("start"),
+            start,
             *(vroom.VehicleStep("single", i) for i in v.initial),
             vroom.VehicleStep("end"),
         ]
