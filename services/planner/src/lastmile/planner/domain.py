@@ -155,14 +155,16 @@ def local_time(day: date, hhmm: str, timezone: str) -> datetime:
 
 
 def due_waves(depot: DepotSpec, now: datetime) -> list[tuple[Wave, date, datetime]]:
-    """Each wave with the day it plans and its latest cutoff at or before `now` (today's or yesterday's)."""
+    """Each wave whose latest cutoff at or before `now` (today's or yesterday's) plans today or later, with
+    the day it plans and that cutoff."""
     today = now.astimezone(ZoneInfo(depot.timezone)).date()
     due = []
     for wave in depot.waves:
         for day in (today, today - timedelta(days=1)):
             cutoff = local_time(day, wave.cutoff, depot.timezone)
             if cutoff <= now:
-                due.append((wave, day + timedelta(days=wave.day_offset), cutoff))
+                if day + timedelta(days=wave.day_offset) >= today:
+                    due.append((wave, day + timedelta(days=wave.day_offset), cutoff))
                 break
     return due
 

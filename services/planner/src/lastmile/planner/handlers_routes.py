@@ -99,7 +99,8 @@ def _key(stops: list[dict[str, Any]], jobs: dict[str, JobRow]) -> list[tuple[Any
 
 
 def _stop_key(stop: dict[str, Any]) -> tuple[Any, ...]:
-    return (stop["order_id"], stop.get("promised_window"), stop.get("lateness_s", 0), stop.get("trip", 1))
+    keys = ("order_id", "location", "kind", "service_s", "promised_window", "lateness_s", "trip")
+    return tuple(str(stop.get(k)) for k in keys)
 
 
 def _route_stop(s: PlannedStop, sequence: int) -> ev.RouteStop:

@@ -8,7 +8,7 @@ the routes as they are (VROOM's initial routes) so that little moves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from lastmile.planner.domain import (
@@ -59,7 +59,7 @@ class Problem:
     skipped: dict[str, tuple[str, str]] = field(default_factory=dict)  # order id → (reason, detail)
 
     def at(self, seconds: int) -> datetime:
-        return self.origin + timedelta(seconds=seconds)
+        return (self.origin + timedelta(seconds=seconds)).astimezone(UTC)
 
     def secs(self, t: datetime) -> int:
         return max(0, min(HORIZON, int((t - self.origin).total_seconds())))
@@ -256,7 +256,8 @@ def _route(problem: Problem, route: dict[str, Any], margin_s: int) -> PlannedRou
         if step["type"] == "job":
             job = problem.jobs[step["id"] - 1]
             arrival = problem.at(int(step["arrival"]) + int(step.get("waiting_time", 0)))
-            promised = problem.promised.get(job.order_id) or promise(arrival, job.open_windows(), margin_s)
+            start, end = problem.promised.get(job.order_id) or promise(arrival, job.open_windows(), margin_s)
+            promised = (start.astimezone(UTC), end.astimezone(UTC))
             late = sum(
                 int(v.get("duration", 0)) for v in step.get("violations", []) if v.get("cause") == "delay"
             )
