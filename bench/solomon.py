@@ -126,7 +126,7 @@ def best_known(folder: Path) -> dict[str, tuple[int, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "4.0")))
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "4.5")))
     parser.add_argument("--exploration", type=int, default=int(os.environ.get("BENCH_EXPLORATION", "1")))
     parser.add_argument("--engine", choices=("both", "vroom", "pyvrp"), default="both")
     parser.add_argument("--only", default="", help="instances whose name starts with this")

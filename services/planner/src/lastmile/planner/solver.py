@@ -29,6 +29,8 @@ class SolveOptions:
     threads: int = 1
     seconds: float = 5.0  # a wave's time budget: PyVRP gets what VROOM leaves of it
     hgs: bool = True  # run PyVRP beside VROOM when the input is within what it models
+    hgs_max_jobs: int = 400  # beyond this PyVRP needs far more than a wave's budget to catch up with VROOM
+    large: int = 500  # from this many jobs VROOM builds one start (level 0) to stay within the budget
 
 
 @dataclass(frozen=True)
@@ -100,15 +102,20 @@ def solve_vroom(inp: SolverInput, options: SolveOptions) -> dict[str, Any]:
     if not inp.jobs or not inp.vehicles:
         return {"routes": [], "unassigned": [{"id": j.id} for j in inp.jobs]}
     initial = options.mode == "replan" and any(v.initial for v in inp.vehicles)
+    level = options.exploration if len(inp.jobs) < options.large else 0
+    timeout = None
+    if options.mode == "wave":
+        share = 0.3 if _with_hgs(inp, options) else 0.6  # the rest: VROOM's construction, then PyVRP
+        timeout = timedelta(seconds=options.seconds * share)
     try:
         problem = vroom_input(inp, with_initial=initial)
-        solution = problem.solve(exploration_level=options.exploration, nb_threads=options.threads)
+        solution = problem.solve(exploration_level=level, nb_threads=options.threads, timeout=timeout)
     except Exception:
         if not initial:
             raise
         # VROOM refuses initial routes it finds infeasible (a promise that can no longer be kept): start afresh
         problem = vroom_input(inp, with_initial=False)
-        solution = problem.solve(exploration_level=options.exploration, nb_threads=options.threads)
+        solution = problem.solve(exploration_level=level, nb_threads=options.threads)
     result: dict[str, Any] = solution.to_dict()
     return result
 
@@ -133,12 +140,18 @@ def solve(inp: SolverInput, options: SolveOptions) -> Solved:
     if options.mode == "check":
         return Solved(check(inp), "plan", time.perf_counter() - began, {})
     candidates: dict[str, dict[str, Any]] = {"vroom": solve_vroom(inp, options)}
-    if options.mode == "wave" and options.hgs and hgs.eligible(inp):
+    if _with_hgs(inp, options):
         candidates["pyvrp"] = hgs.solve(inp, max(0.2, options.seconds - (time.perf_counter() - began)))
     scored = {name: score(inp, sol) for name, sol in candidates.items() if sol.get("feasible", True)}
     best = min(scored, key=lambda name: scored[name].key())
     costs = {name: round(s.cost, 2) for name, s in scored.items()}
     return Solved(candidates[best], best, time.perf_counter() - began, costs)
+
+
+def _with_hgs(inp: SolverInput, options: SolveOptions) -> bool:
+    return (
+        options.mode == "wave" and options.hgs and len(inp.jobs) <= options.hgs_max_jobs and hgs.eligible(inp)
+    )
 
 
 class SolverPool:
@@ -169,7 +182,3 @@ class InlineSolver:
 
     def close(self) -> None:
         pass
-
-
-def timeout_of(seconds: float) -> timedelta:
-    return timedelta(seconds=seconds)
