@@ -306,3 +306,47 @@ async def test_plans_in_a_separate_solver_process(planner_factory: Any, make_ord
     async with planner_factory(solver_processes=1) as p:
         await p.publish(make_order(p.depot["id"]))
         await eventually(lambda: p.events("deliveries.v1", "lastmile.delivery.scheduled"), timeout=60)
+
+
+async def test_a_delay_that_breaks_a_promise_is_reported_late_before_the_window(
+    planner_factory: Any, make_order: Any
+) -> None:
+    async with planner_factory() as p:
+        vehicle = p.vehicles[0]["id"]
+        created = make_order(p.depot["id"], lat=52.53)
+        await p.publish(created)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled")
+        await p.idle()
+        route = (await p.routes())[vehicle]
+        stop = route["stops"][0]
+        end = datetime.fromisoformat(stop["promised_window"]["end"])
+        await p.publish(
+            ev.OutForDelivery(
+                order_id=created.order_id, vehicle_id=vehicle, route_id=route["route_id"], at=NOW
+            )
+        )
+        # five minutes before the promise ends, the van is stuck 15 km away
+        later = end - timedelta(minutes=5)
+        p.app.state.deps.clock = type(p.app.state.deps.clock)(epoch=later)
+        await p.publish(
+            ev.LocationReported(
+                vehicle_id=vehicle, device_id="d1", lat=52.66, lon=13.40, recorded_at=later, received_at=later
+            )
+        )
+        await p.idle()
+        await p.publish(
+            ev.DeliveryDelayed(
+                order_id=created.order_id,
+                vehicle_id=vehicle,
+                route_id=route["route_id"],
+                delay_s=1800,
+                eta=end,
+                at=later,
+            )
+        )
+        scheduled = await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
+        assert scheduled[-1].data["promised_window"] == stop["promised_window"]  # the promise stands
+        assert scheduled[-1].data["lateness_s"] > 0  # and the customer is told it will be missed
+        revised = p.events("routes.v1", "lastmile.route.revised")[-1].data
+        assert revised["reason"] == "delay"
+        assert revised["stops"][0]["lateness_s"] == scheduled[-1].data["lateness_s"]

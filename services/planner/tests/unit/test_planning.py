@@ -201,3 +201,45 @@ class TestWaves:
         depot = domain.DepotSpec(**{**make.depot.__dict__, "service_area": square})
         assert depot.serves(52.55, 13.4)
         assert not depot.serves(52.45, 13.4)
+
+
+class TestInsertion:
+    def base(self, make: Any, planner: Any) -> tuple[planning.Plan, list[Any], list[planning.VehicleState]]:
+        jobs = [make.job(f"o{i}", lat=52.50 + i * 0.006, lon=13.38 + (i % 3) * 0.01) for i in range(8)]
+        plan = planner([make.van("veh_1"), make.van("veh_2")], jobs)
+        routes = stops_of(plan)
+        states = [
+            planning.VehicleState(make.van(v), route=tuple(routes.get(v, ()))) for v in ("veh_1", "veh_2")
+        ]
+        return plan, jobs, states
+
+    def problem(self, make: Any, states: Any, jobs: Any, promised: Any) -> planning.Problem:
+        from lastmile.planner.travel import CoordinateTravelTimes
+
+        problem = planning.build_problem(make.depot, states, jobs, make.day, promised=promised)
+        travel = CoordinateTravelTimes()
+        return problem.with_matrices({"van": travel.compute(problem.locations, "van", 8)})
+
+    def test_a_new_order_goes_between_stops_and_nothing_else_moves(self, make: Any, planner: Any) -> None:
+        from lastmile.planner.insertion import insert_new
+
+        plan, jobs, states = self.base(make, planner)
+        promised = {s.order_id: s.promised for r in plan.routes for s in r.stops}
+        problem = self.problem(make, states, [*jobs, make.job("new", lat=52.515)], promised)
+        solution = insert_new(problem.input)
+        assert solution is not None
+        after = planning.read_solution(problem, solution, 1800)
+        without_new = {v: [o for o in orders if o != "new"] for v, orders in stops_of(after).items()}
+        assert without_new == {v: o for v, o in stops_of(plan).items()}
+        assert "new" in {o for orders in stops_of(after).values() for o in orders}
+        assert all(s.lateness_s == 0 for r in after.routes for s in r.stops)
+
+    def test_an_order_that_fits_nowhere_as_routes_stand_is_left_to_the_engine(
+        self, make: Any, planner: Any
+    ) -> None:
+        from lastmile.planner.insertion import insert_new
+
+        plan, jobs, states = self.base(make, planner)
+        promised = {s.order_id: s.promised for r in plan.routes for s in r.stops}
+        cold = make.job("cold", skills=("cold_chain",))
+        assert insert_new(self.problem(make, states, [*jobs, cold], promised).input) is None

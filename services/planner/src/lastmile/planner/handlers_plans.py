@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from prometheus_client import Counter, Histogram
 
 from lastmile.common.ids import new_id
-from lastmile.planner import domain, planning
+from lastmile.planner import domain, insertion, planning
 from lastmile.planner import handlers_routes as routes_mod
 from lastmile.planner.handlers import DONE, OPEN, Deps
 from lastmile.planner.planning import Plan, Problem, VehicleState
@@ -115,7 +115,12 @@ def vehicle_state(day: Day, vehicle: domain.VehicleSpec, now: datetime, max_age_
     return VehicleState(vehicle, started, position, loaded, open_route, len(done))
 
 
-async def solve_day(deps: Deps, problem: Problem, mode: str) -> Outcome:
+INSERTABLE = {"order_created", "order_cancelled", "restart"}
+
+
+async def solve_day(
+    deps: Deps, problem: Problem, mode: str, triggers: frozenset[str] = frozenset()
+) -> Outcome:
     s = deps.settings
     depart = problem.at(min((v.window[0] for v in problem.input.vehicles), default=0))
     matrices: dict[str, Matrix] = {}
@@ -130,7 +135,11 @@ async def solve_day(deps: Deps, problem: Problem, mode: str) -> Outcome:
         hgs=s.wave_hgs,
     )
     began = time.perf_counter()
-    solved = await deps.solver.solve(problem.input, options)
+    quick = insertion.insert_new(problem.input) if mode == "replan" and triggers <= INSERTABLE else None
+    if quick is not None:  # new orders fit between the stops as they are: nothing else moves
+        solved = Solved(quick, "insertion", time.perf_counter() - began, {})
+    else:
+        solved = await deps.solver.solve(problem.input, options)
     solution = solved.solution
     late = planning.broken_promises(problem, solution)
     if late and (inp := planning.with_late_stops(problem, solution, late)) is not None:

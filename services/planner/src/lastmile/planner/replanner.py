@@ -103,6 +103,8 @@ class Replanner:
             for depot in await store.depots():
                 for day in await store.pending_days(depot.id):
                     self.request(depot.id, day, "restart")
+            for plan in await store.unfinished_plans():
+                self.request(plan.depot_id, plan.service_date, "restart", plan_id=plan.id, wave=plan.wave)
 
 
 async def plan_day(deps: Deps, run: Run) -> bool:
@@ -116,7 +118,7 @@ async def plan_day(deps: Deps, run: Run) -> bool:
                 return False  # orders wait for the day's wave
     now = deps.clock.now()
     problem = problem_of(day, now, deps.settings.position_max_age_s)
-    outcome = await solve_day(deps, problem, mode_for(run.kind, day))
+    outcome = await solve_day(deps, problem, mode_for(run.kind, day), frozenset(run.triggers))
     await save_plan(deps, run, outcome)
     return True
 

@@ -223,6 +223,10 @@ class PlannerStore:
             query = query.where(PlanRow.service_date == day)
         return list((await self.session.execute(query)).scalars())
 
+    async def unfinished_plans(self) -> list[PlanRow]:
+        query = sa.select(PlanRow).where(PlanRow.status.in_(("queued", "running"))).order_by(PlanRow.id)
+        return list((await self.session.execute(query)).scalars())
+
     async def wave_ran(self, depot_id: str, day: date, cutoff: str | None = None) -> bool:
         query = sa.select(PlanRow.id).where(
             PlanRow.depot_id == depot_id, PlanRow.service_date == day, PlanRow.kind == "wave"

@@ -1,0 +1,100 @@
+"""The fast re-plan for a new order: its cheapest feasible insertion into the routes as they are, no other stop
+moved. Pure arithmetic on the engines' input; when an order does not fit this way, VROOM re-plans the day.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lastmile.planner.problem import (
+    SolverInput,
+    SolverJob,
+    SolverVehicle,
+    Steps,
+    route_cost,
+    route_from_steps,
+    timeline,
+)
+
+
+def insert_new(inp: SolverInput) -> dict[str, Any] | None:
+    """Routes are the vehicles' `initial` orders; every job on none of them is inserted where it costs least
+    without breaking a window, a capacity, a shift or a stop limit. None when some job does not fit (or a
+    vehicle has what this arithmetic does not model: breaks, driving or distance limits)."""
+    if any(v.breaks or v.max_travel_time or v.max_distance for v in inp.vehicles):
+        return None
+    routes = {v.id: list(v.initial) for v in inp.vehicles}
+    placed = {j for r in routes.values() for j in r}
+    jobs = {j.id: j for j in inp.jobs}
+    if placed - jobs.keys():
+        return None
+    current = {v.id: timeline(inp, v, routes[v.id], set()) for v in inp.vehicles}
+    for job in sorted((j for j in inp.jobs if j.id not in placed), key=_tightness):
+        best = _cheapest(inp, job, routes, current, jobs)
+        if best is None:
+            return None
+        vehicle, position, steps = best
+        routes[vehicle.id].insert(position, job.id)
+        current[vehicle.id] = steps
+    by_id = {v.id: v for v in inp.vehicles}
+    return {
+        "routes": [route_from_steps(by_id[vid], current[vid]) for vid, r in routes.items() if r],
+        "unassigned": [],
+    }
+
+
+def _tightness(job: SolverJob) -> int:
+    return sum(end - start for start, end in job.windows)
+
+
+def _cheapest(
+    inp: SolverInput,
+    job: SolverJob,
+    routes: dict[int, list[int]],
+    current: dict[int, Steps],
+    jobs: dict[int, SolverJob],
+) -> tuple[SolverVehicle, int, Steps] | None:
+    best: tuple[float, SolverVehicle, int, Steps] | None = None
+    for vehicle in inp.vehicles:
+        route = routes[vehicle.id]
+        if not job.skills <= vehicle.skills or (
+            vehicle.max_tasks is not None and len(route) >= vehicle.max_tasks
+        ):
+            continue
+        if not _fits(vehicle, [*route, job.id], jobs):
+            continue
+        before = current[vehicle.id]
+        lateness = _late(before)
+        old_cost = _cost(vehicle, before) if route else 0.0
+        for position in range(len(route) + 1):
+            steps = timeline(inp, vehicle, [*route[:position], job.id, *route[position:]], set())
+            if _late(steps) > lateness or steps[-1]["arrival"] > max(
+                vehicle.window[1], before[-1]["arrival"]
+            ):
+                continue
+            delta = _cost(vehicle, steps) - old_cost
+            if best is None or delta < best[0]:
+                best = (delta, vehicle, position, steps)
+    return None if best is None else best[1:]
+
+
+def _fits(vehicle: SolverVehicle, route: list[int], jobs: dict[int, SolverJob]) -> bool:
+    """Deliveries leave the depot on board, pickups come on board: the load never exceeds the capacity."""
+    load = [sum(d) for d in zip(*(jobs[j].delivery for j in route), strict=True)]
+    if any(x > c for x, c in zip(load, vehicle.capacity, strict=True)):
+        return False
+    for j in route:
+        load = [x - d + p for x, d, p in zip(load, jobs[j].delivery, jobs[j].pickup, strict=True)]
+        if any(x > c for x, c in zip(load, vehicle.capacity, strict=True)):
+            return False
+    return True
+
+
+def _late(steps: Steps) -> int:
+    return sum(int(v["duration"]) for s in steps for v in s["violations"])
+
+
+def _cost(vehicle: SolverVehicle, steps: Steps) -> float:
+    return route_cost(
+        vehicle, int(steps[-1]["arrival"]) - int(steps[0]["arrival"]), int(steps[-1]["distance"])
+    )
