@@ -28,7 +28,7 @@ def insert_new(inp: SolverInput) -> dict[str, Any] | None:
     jobs = {j.id: j for j in inp.jobs}
     if placed - jobs.keys():
         return None
-    current = {v.id: timeline(inp, v, routes[v.id], set()) for v in inp.vehicles}
+    current = {v.id: timeline(inp, v, routes[v.id], set(), jobs) for v in inp.vehicles}
     for job in sorted((j for j in inp.jobs if j.id not in placed), key=_tightness):
         best = _cheapest(inp, job, routes, current, jobs)
         if best is None:
@@ -54,28 +54,52 @@ def _cheapest(
     current: dict[int, Steps],
     jobs: dict[int, SolverJob],
 ) -> tuple[SolverVehicle, int, Steps] | None:
-    best: tuple[float, SolverVehicle, int, Steps] | None = None
+    """Positions ranked by the detour they cost; only the most promising few get their whole timeline checked
+    (a day of a thousand stops would otherwise take seconds of arithmetic in Python)."""
+    candidates = []
     for vehicle in inp.vehicles:
         route = routes[vehicle.id]
         if not job.skills <= vehicle.skills or (
             vehicle.max_tasks is not None and len(route) >= vehicle.max_tasks
         ):
             continue
-        if not _fits(vehicle, [*route, job.id], jobs):
+        if _fits(vehicle, [*route, job.id], jobs):
+            candidates += [(d, vehicle, p) for d, p in _detours(inp, vehicle, route, job, jobs)[:POSITIONS]]
+    best: tuple[float, SolverVehicle, int, Steps] | None = None
+    for _, vehicle, position in sorted(candidates, key=lambda c: c[0])[:CHECKED]:
+        route, before = routes[vehicle.id], current[vehicle.id]
+        steps = timeline(inp, vehicle, [*route[:position], job.id, *route[position:]], set(), jobs)
+        if _late(steps) > _late(before) or steps[-1]["arrival"] > max(
+            vehicle.window[1], before[-1]["arrival"]
+        ):
             continue
-        before = current[vehicle.id]
-        lateness = _late(before)
-        old_cost = _cost(vehicle, before) if route else 0.0
-        for position in range(len(route) + 1):
-            steps = timeline(inp, vehicle, [*route[:position], job.id, *route[position:]], set())
-            if _late(steps) > lateness or steps[-1]["arrival"] > max(
-                vehicle.window[1], before[-1]["arrival"]
-            ):
-                continue
-            delta = _cost(vehicle, steps) - old_cost
-            if best is None or delta < best[0]:
-                best = (delta, vehicle, position, steps)
+        delta = _cost(vehicle, steps) - (_cost(vehicle, before) if route else 0.0)
+        if best is None or delta < best[0]:
+            best = (delta, vehicle, position, steps)
     return None if best is None else best[1:]
+
+
+POSITIONS = 6  # per route, the cheapest detours
+CHECKED = 40  # over all routes, the positions whose timeline is checked
+
+
+def _detours(
+    inp: SolverInput, vehicle: SolverVehicle, route: list[int], job: SolverJob, jobs: dict[int, SolverJob]
+) -> list[tuple[float, int]]:
+    m = inp.matrices[vehicle.profile]
+    stops = [
+        vehicle.start,
+        *(jobs[j].location for j in route),
+        vehicle.end if vehicle.end is not None else -1,
+    ]
+    x = job.location
+    ranked = []
+    for p in range(len(route) + 1):
+        a, b = stops[p], stops[p + 1]
+        back = 0 if b < 0 else int(m.durations[x, b]) - int(m.durations[a, b])
+        ranked.append((int(m.durations[a, x]) + back, p))
+    ranked.sort()
+    return [(float(d), p) for d, p in ranked]
 
 
 def _fits(vehicle: SolverVehicle, route: list[int], jobs: dict[int, SolverJob]) -> bool:

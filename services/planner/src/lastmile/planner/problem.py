@@ -130,14 +130,20 @@ def violations(solution: dict[str, Any]) -> int:
     )
 
 
-def timeline(inp: SolverInput, vehicle: SolverVehicle, job_ids: list[int], reloads: set[int]) -> Steps:
+def timeline(
+    inp: SolverInput,
+    vehicle: SolverVehicle,
+    job_ids: list[int],
+    reloads: set[int],
+    jobs: dict[int, SolverJob] | None = None,
+) -> Steps:
     """Arrival, waiting and cumulative travel for a fixed sequence, as VROOM would report it.
 
     `reloads` holds positions (indexes in job_ids) before which the vehicle goes back to its reload point.
     Lateness is reported as a 'delay' violation, the way VROOM's plan mode does.
     """
     matrix = inp.matrices[vehicle.profile]
-    jobs = {j.id: j for j in inp.jobs}
+    jobs = jobs if jobs is not None else {j.id: j for j in inp.jobs}
     t, dist, dur, here = vehicle.window[0], 0, 0, vehicle.start
     steps: Steps = [_step("start", None, here, t, 0, dist, dur)]
     for position, job_id in enumerate(job_ids):
