@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from lastmile.common.ids import new_id
+from lastmile.common.runtime import BackgroundTask
 from lastmile.planner import domain
 from lastmile.planner.handlers import Deps
 from lastmile.planner.handlers_plans import Run, load_day, mode_for, problem_of, save_plan, solve_day
@@ -25,16 +26,17 @@ class _Wanted:
     wave: str | None = None
 
 
-class Replanner:
+class Replanner(BackgroundTask):
     """Collects depot-days to plan and plans them one at a time, a short debounce after the last request, so
     that a burst of orders costs one solve. Days of a depot with waves wait for their first wave."""
+
+    name = "replanner"
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
         self._pending: dict[tuple[str, date], _Wanted] = {}
         self._wake = asyncio.Event()
         self._busy = False
-        self._task: asyncio.Task[None] | None = None
 
     def request(
         self, depot_id: str, day: date, trigger: str, plan_id: str | None = None, wave: str | None = None
@@ -47,20 +49,14 @@ class Replanner:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="replanner")
+        await super().start()
         await self.resume()
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     @property
     def idle(self) -> bool:
         return not self._pending and not self._busy
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             await self._wake.wait()
             await asyncio.sleep(self.deps.settings.replan_debounce_s)
@@ -123,23 +119,15 @@ async def plan_day(deps: Deps, run: Run) -> bool:
     return True
 
 
-class WaveScheduler:
+class WaveScheduler(BackgroundTask):
     """Starts each depot's waves at their cutoffs (once per wave and day, recorded as a plan)."""
+
+    name = "waves"
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="waves")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             try:
                 await self.tick()
