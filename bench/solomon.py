@@ -130,6 +130,10 @@ def main() -> None:
     parser.add_argument("--exploration", type=int, default=int(os.environ.get("BENCH_EXPLORATION", "1")))
     parser.add_argument("--engine", choices=("both", "vroom", "pyvrp"), default="both")
     parser.add_argument("--only", default="", help="instances whose name starts with this")
+    parser.add_argument(
+        "--vroom-share", type=float, default=float(os.environ.get("BENCH_VROOM_SHARE", "0.3"))
+    )
+    parser.add_argument("--cold-hgs", action="store_true", help="start PyVRP from scratch, not VROOM's plan")
     parser.add_argument("--out", default="var/bench/solomon.csv")
     args = parser.parse_args()
     shared = Path(os.environ.get("LASTMILE_SHARED", "../shared"))
@@ -142,7 +146,12 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     options = SolveOptions(
-        mode="wave", exploration=args.exploration, seconds=args.seconds, hgs=args.engine != "vroom"
+        mode="wave",
+        exploration=args.exploration,
+        seconds=args.seconds,
+        hgs=args.engine != "vroom",
+        vroom_share=args.vroom_share,
+        seed_hgs=not args.cold_hgs,
     )
     for path in paths:
         rows.append(run_one(path, bks, options, args.engine))

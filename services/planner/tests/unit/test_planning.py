@@ -243,3 +243,23 @@ class TestInsertion:
         promised = {s.order_id: s.promised for r in plan.routes for s in r.stops}
         cold = make.job("cold", skills=("cold_chain",))
         assert insert_new(self.problem(make, states, [*jobs, cold], promised).input) is None
+
+
+class TestSplit:
+    def test_a_big_day_splits_into_parts_that_cover_every_job_once_with_a_share_of_the_fleet(
+        self, make: Any
+    ) -> None:
+        from lastmile.planner.problem import split
+        from lastmile.planner.travel import CoordinateTravelTimes
+
+        jobs = [
+            make.job(f"o{i}", lat=52.45 + (i % 10) * 0.015, lon=13.30 + (i // 10) * 0.05) for i in range(40)
+        ]
+        states = [planning.VehicleState(make.van(f"v{k}")) for k in range(6)]
+        problem = planning.build_problem(make.depot, states, jobs, make.day)
+        problem = problem.with_matrices({"van": CoordinateTravelTimes().compute(problem.locations, "van", 8)})
+        parts = split(problem.input, 15)
+        assert len(parts) == 3
+        assert sorted(j.id for p in parts for j in p.jobs) == sorted(j.id for j in problem.input.jobs)
+        assert sorted(v.id for p in parts for v in p.vehicles) == sorted(v.id for v in problem.input.vehicles)
+        assert all(len(p.jobs) <= 15 and p.vehicles for p in parts)

@@ -4,6 +4,7 @@ routes), keep promises and small churn, then save routes and plan records and em
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -135,7 +136,11 @@ async def solve_day(
         hgs=s.wave_hgs,
     )
     began = time.perf_counter()
-    quick = insertion.insert_new(problem.input) if mode == "replan" and triggers <= INSERTABLE else None
+    quick = None
+    if (
+        mode == "replan" and triggers <= INSERTABLE
+    ):  # pure Python: in a thread, so the event loop keeps turning
+        quick = await asyncio.to_thread(insertion.insert_new, problem.input)
     if quick is not None:  # new orders fit between the stops as they are: nothing else moves
         solved = Solved(quick, "insertion", time.perf_counter() - began, {})
     else:
@@ -149,7 +154,7 @@ async def solve_day(
         solution = planning.keep_sequences(problem, solution, s.replan_min_saving)
     SOLVE_SECONDS.labels(problem.depot.id, mode).observe(time.perf_counter() - began)
     ENGINE_WINS.labels(solved.engine).inc()
-    plan = planning.read_solution(problem, solution, s.promise_margin_s)
+    plan = await asyncio.to_thread(planning.read_solution, problem, solution, s.promise_margin_s)
     return Outcome(plan, solved, problem)
 
 

@@ -35,13 +35,29 @@ def eligible(inp: SolverInput) -> bool:
     )
 
 
-def solve(inp: SolverInput, seconds: float, *, seed: int = 1, all_required: bool = False) -> dict[str, Any]:
-    """Best solution found in `seconds`; jobs are optional (so a tight day leaves some out) unless told."""
+def solve(
+    inp: SolverInput,
+    seconds: float,
+    *,
+    seed: int = 1,
+    all_required: bool = False,
+    start: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Best solution found in `seconds`; jobs are optional (so a tight day leaves some out) unless told.
+    `start`, another engine's solution (VROOM's shape), is where the search begins."""
     data, types, clients = _data(inp, all_required)
+    initial = _initial(data, inp, types, clients, start) if start else None
     with warnings.catch_warnings():
         # jobs no vehicle can serve raise the penalties to their bound: expected here, they are left out
         warnings.simplefilter("ignore", PenaltyBoundWarning)
-        result = pyvrp.solve(data, stop=MaxRuntime(seconds), seed=seed, display=False, collect_stats=False)
+        result = pyvrp.solve(
+            data,
+            stop=MaxRuntime(seconds),
+            seed=seed,
+            display=False,
+            collect_stats=False,
+            initial_solution=initial,
+        )
     best = result.best
     if not best.is_feasible():
         return {"routes": [], "unassigned": [{"id": j.id} for j in inp.jobs], "feasible": False}
@@ -54,6 +70,30 @@ def solve(inp: SolverInput, seconds: float, *, seed: int = 1, all_required: bool
         routes.append(route_from_steps(vehicle, timeline(inp, vehicle, job_ids, reloads)))
     unassigned = [{"id": j.id} for j in inp.jobs if j.id not in served]
     return {"routes": routes, "unassigned": unassigned, "feasible": True}
+
+
+def _initial(
+    data: pyvrp.ProblemData,
+    inp: SolverInput,
+    types: list[list[SolverVehicle]],
+    clients: list[int],
+    start: dict[str, Any],
+) -> pyvrp.Solution | None:
+    """Another engine's routes as PyVRP's first solution (single-window jobs only; None if it does not map)."""
+    type_of = {v.id: k for k, vs in enumerate(types) for v in vs}
+    client_of = {job_id: i for i, job_id in enumerate(clients)}
+    if len(client_of) != len(clients):
+        return None
+    routes = []
+    for route in start.get("routes", []):
+        visits = [client_of[s["id"]] for s in route["steps"] if s["type"] == "job"]
+        if visits:
+            activities = [pyvrp.Activity(pyvrp.ActivityType.CLIENT, c) for c in visits]
+            routes.append(pyvrp.Route(data, activities, type_of[route["vehicle"]]))
+    try:
+        return pyvrp.Solution(data, routes)
+    except (RuntimeError, ValueError, IndexError):
+        return None
 
 
 def _visits(route: Any, clients: list[int]) -> tuple[list[int], set[int]]:

@@ -17,10 +17,11 @@ from lastmile.planner.problem import (
 )
 
 
-def insert_new(inp: SolverInput) -> dict[str, Any] | None:
+def insert_new(inp: SolverInput, *, partial: bool = False) -> dict[str, Any] | None:
     """Routes are the vehicles' `initial` orders; every job on none of them is inserted where it costs least
     without breaking a window, a capacity, a shift or a stop limit. None when some job does not fit (or a
-    vehicle has what this arithmetic does not model: breaks, driving or distance limits)."""
+    vehicle has what this arithmetic does not model: breaks, driving or distance limits), unless `partial`:
+    then the jobs that do not fit are reported unassigned."""
     if any(v.breaks or v.max_travel_time or v.max_distance for v in inp.vehicles):
         return None
     routes = {v.id: list(v.initial) for v in inp.vehicles}
@@ -29,17 +30,21 @@ def insert_new(inp: SolverInput) -> dict[str, Any] | None:
     if placed - jobs.keys():
         return None
     current = {v.id: timeline(inp, v, routes[v.id], set(), jobs) for v in inp.vehicles}
+    left = []
     for job in sorted((j for j in inp.jobs if j.id not in placed), key=_tightness):
         best = _cheapest(inp, job, routes, current, jobs)
         if best is None:
-            return None
+            if not partial:
+                return None
+            left.append({"id": job.id})
+            continue
         vehicle, position, steps = best
         routes[vehicle.id].insert(position, job.id)
         current[vehicle.id] = steps
     by_id = {v.id: v for v in inp.vehicles}
     return {
         "routes": [route_from_steps(by_id[vid], current[vid]) for vid, r in routes.items() if r],
-        "unassigned": [],
+        "unassigned": left,
     }
 
 

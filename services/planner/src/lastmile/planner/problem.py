@@ -201,3 +201,47 @@ def route_from_steps(vehicle: SolverVehicle, steps: Steps) -> dict[str, Any]:
         "duration": steps[-1]["duration"],
         "violations": late,
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A big day as several smaller ones
+
+
+def split(inp: SolverInput, size: int) -> list[SolverInput]:
+    """Jobs grouped around seeds far apart (by travel time from the depot and from each other), each group
+    with a share of the vehicles in proportion to its jobs: VROOM builds its first routes in time that grows
+    much faster than the number of jobs, so four days of 500 stops solve far sooner than one of 2,000."""
+    parts = -(-len(inp.jobs) // size)
+    if parts <= 1 or len(inp.vehicles) < parts:
+        return [inp]
+    times = next(iter(inp.matrices.values())).durations
+    depot = inp.vehicles[0].start
+    locations = np.array([j.location for j in inp.jobs])
+    seeds = [int(locations[np.argmax(times[depot, locations])])]
+    while len(seeds) < parts:
+        nearest = np.min(times[np.ix_(np.array(seeds), locations)], axis=0)
+        seeds.append(int(locations[np.argmax(nearest)]))
+    cap = -(-len(inp.jobs) // parts) + 1
+    groups: list[list[SolverJob]] = [[] for _ in seeds]
+    by_closeness = sorted(inp.jobs, key=lambda j: min(int(times[s, j.location]) for s in seeds))
+    for job in by_closeness:
+        order = sorted(range(parts), key=lambda k: int(times[seeds[k], job.location]))
+        groups[next((k for k in order if len(groups[k]) < cap), order[0])].append(job)
+    fleet = sorted(inp.vehicles, key=lambda v: (v.profile, v.capacity, v.id))
+    shares = [max(1, round(len(fleet) * len(g) / len(inp.jobs))) for g in groups]
+    dealt: list[list[SolverVehicle]] = [[] for _ in groups]
+    for i, vehicle in enumerate(
+        fleet
+    ):  # deal in turns while a group's share is not met, so each gets the mix
+        open_groups = [k for k in range(parts) if len(dealt[k]) < shares[k]] or list(range(parts))
+        dealt[open_groups[i % len(open_groups)]].append(vehicle)
+    return [
+        SolverInput(tuple(g), tuple(d), inp.matrices) for g, d in zip(groups, dealt, strict=True) if g and d
+    ]
+
+
+def merge(solutions: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "routes": [r for s in solutions for r in s.get("routes", [])],
+        "unassigned": [u for s in solutions for u in s.get("unassigned", [])],
+    }

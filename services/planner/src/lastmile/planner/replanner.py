@@ -113,7 +113,7 @@ async def plan_day(deps: Deps, run: Run) -> bool:
             if not await PlannerStore(session).wave_ran(run.depot_id, run.day):
                 return False  # orders wait for the day's wave
     now = deps.clock.now()
-    problem = problem_of(day, now, deps.settings.position_max_age_s)
+    problem = await asyncio.to_thread(problem_of, day, now, deps.settings.position_max_age_s)
     outcome = await solve_day(deps, problem, mode_for(run.kind, day), frozenset(run.triggers))
     await save_plan(deps, run, outcome)
     return True

@@ -10,14 +10,15 @@ import asyncio
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Literal
 
 import vroom
 
 from lastmile.planner import hgs
-from lastmile.planner.problem import SolverInput, SolverVehicle, score
+from lastmile.planner.insertion import insert_new
+from lastmile.planner.problem import SolverInput, SolverVehicle, merge, score, split
 
 Mode = Literal["wave", "replan", "check"]
 
@@ -31,6 +32,10 @@ class SolveOptions:
     hgs: bool = True  # run PyVRP beside VROOM when the input is within what it models
     hgs_max_jobs: int = 400  # beyond this PyVRP needs far more than a wave's budget to catch up with VROOM
     large: int = 500  # from this many jobs VROOM builds one start (level 0) to stay within the budget
+    seed_hgs: bool = True  # start PyVRP from VROOM's plan
+    vroom_share: float = 0.3  # of a wave's budget when PyVRP runs too
+    split_above: int = 800  # a bigger wave is solved as parts of about `split_size` jobs, then joined
+    split_size: int = 500
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ def solve_vroom(inp: SolverInput, options: SolveOptions) -> dict[str, Any]:
     timeout = None
     if options.mode == "wave":
         # VROOM's timeout bounds its local search, not the construction before it (seconds on a big day)
-        share = 0.3 if _with_hgs(inp, options) else 0.45
+        share = options.vroom_share if _with_hgs(inp, options) else 0.45
         timeout = timedelta(seconds=options.seconds * share)
     try:
         problem = vroom_input(inp, with_initial=initial)
@@ -140,13 +145,32 @@ def solve(inp: SolverInput, options: SolveOptions) -> Solved:
     began = time.perf_counter()
     if options.mode == "check":
         return Solved(check(inp), "plan", time.perf_counter() - began, {})
-    candidates: dict[str, dict[str, Any]] = {"vroom": solve_vroom(inp, options)}
+    candidates: dict[str, dict[str, Any]] = {"vroom": _vroom_wave(inp, options)}
     if _with_hgs(inp, options):
-        candidates["pyvrp"] = hgs.solve(inp, max(0.2, options.seconds - (time.perf_counter() - began)))
+        left = max(0.2, options.seconds - (time.perf_counter() - began))
+        candidates["pyvrp"] = hgs.solve(inp, left, start=candidates["vroom"] if options.seed_hgs else None)
     scored = {name: score(inp, sol) for name, sol in candidates.items() if sol.get("feasible", True)}
     best = min(scored, key=lambda name: scored[name].key())
     costs = {name: round(s.cost, 2) for name, s in scored.items()}
     return Solved(candidates[best], best, time.perf_counter() - began, costs)
+
+
+def _vroom_wave(inp: SolverInput, options: SolveOptions) -> dict[str, Any]:
+    """A wave too big for one VROOM run within its budget: parts solved one by one, their leftovers then
+    inserted wherever they fit on the joined routes."""
+    pinned = any(v.initial for v in inp.vehicles)
+    if options.mode != "wave" or pinned or len(inp.jobs) <= options.split_above:
+        return solve_vroom(inp, options)
+    parts = split(inp, options.split_size)
+    share = replace(options, seconds=options.seconds / len(parts))
+    joined = merge([solve_vroom(part, share) for part in parts])
+    if not joined["unassigned"]:
+        return joined
+    routes = {r["vehicle"]: [s["id"] for s in r["steps"] if s["type"] == "job"] for r in joined["routes"]}
+    seeded = replace(
+        inp, vehicles=tuple(replace(v, initial=tuple(routes.get(v.id, ()))) for v in inp.vehicles)
+    )
+    return insert_new(seeded, partial=True) or joined
 
 
 def _with_hgs(inp: SolverInput, options: SolveOptions) -> bool:

@@ -4,6 +4,7 @@ or from an OSRM (`/table`) or Valhalla (`/sources_to_targets`) server; every mat
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -47,7 +48,7 @@ class CoordinateTravelTimes:
         return self.speeds_kmh.get(profile, 25.0) * factor / 3.6
 
     async def matrix(self, points: Points, profile: str, depart: datetime) -> Matrix:
-        return self.compute(points, profile, depart.hour)
+        return await asyncio.to_thread(self.compute, points, profile, depart.hour)
 
     def compute(self, points: Points, profile: str, hour: int) -> Matrix:
         rad = np.radians(np.asarray(points, dtype=np.float64).reshape(-1, 2))
