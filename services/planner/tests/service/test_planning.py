@@ -350,3 +350,21 @@ async def test_a_delay_that_breaks_a_promise_is_reported_late_before_the_window(
         revised = p.events("routes.v1", "lastmile.route.revised")[-1].data
         assert revised["reason"] == "delay"
         assert revised["stops"][0]["lateness_s"] == scheduled[-1].data["lateness_s"]
+
+
+async def test_new_orders_are_inserted_without_a_full_re_plan_even_beside_an_order_left_out(
+    planner_factory: Any, make_order: Any
+) -> None:
+    async with planner_factory() as p:
+        await p.publish(make_order(p.depot["id"], parcels=[ev.Parcel(count=1, weight_kg=5000)]))
+        await p.publish(make_order(p.depot["id"], lat=52.53))
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled")
+        await p.idle()
+        await p.publish(make_order(p.depot["id"], lat=52.54))
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
+        await p.idle()
+        latest = (await p.get("/v1/plans", depot_id=p.depot["id"]))[0]
+        assert latest["engine"] == "insertion"
+        assert latest["stops_moved"] == 0
+        assert latest["kpis"]["unassigned_by_reason"] == {"too_large": 1}
+        assert len(p.events("deliveries.v1", "lastmile.delivery.unassigned")) == 1  # said once, not again

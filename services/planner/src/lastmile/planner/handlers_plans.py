@@ -8,6 +8,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,7 @@ from lastmile.planner.handlers import DONE, OPEN, Deps
 from lastmile.planner.planning import Plan, Problem, VehicleState
 from lastmile.planner.problem import Matrix
 from lastmile.planner.solver import Solved, SolveOptions
-from lastmile.planner.store import JobRow, PlannerStore, PositionRow, RouteRow
+from lastmile.planner.store import JobRow, PlannerStore, PlanRow, PositionRow, RouteRow
 
 SOLVE_SECONDS = Histogram(
     "lastmile_planner_solve_duration_seconds",
@@ -120,8 +121,14 @@ INSERTABLE = {"order_created", "order_cancelled", "restart"}
 
 
 async def solve_day(
-    deps: Deps, problem: Problem, mode: str, triggers: frozenset[str] = frozenset()
+    deps: Deps,
+    problem: Problem,
+    mode: str,
+    triggers: frozenset[str] = frozenset(),
+    left_out: frozenset[str] = frozenset(),
 ) -> Outcome:
+    """`left_out`: orders a plan already could not place; the quick insertion may leave them out again
+    without calling for a full re-plan (which would then run on every new order of a day with one)."""
     s = deps.settings
     depart = problem.at(min((v.window[0] for v in problem.input.vehicles), default=0))
     matrices: dict[str, Matrix] = {}
@@ -137,10 +144,12 @@ async def solve_day(
     )
     began = time.perf_counter()
     quick = None
-    if (
-        mode == "replan" and triggers <= INSERTABLE
-    ):  # pure Python: in a thread, so the event loop keeps turning
-        quick = await asyncio.to_thread(insertion.insert_new, problem.input)
+    if mode == "replan" and triggers <= INSERTABLE:  # pure Python: in a thread, so the loop keeps turning
+        quick = await asyncio.to_thread(partial(insertion.insert_new, problem.input, partial=True))
+        if quick is not None and any(
+            problem.jobs[u["id"] - 1].order_id not in left_out for u in quick["unassigned"]
+        ):
+            quick = None  # a new order does not fit as the routes stand: VROOM re-plans
     if quick is not None:  # new orders fit between the stops as they are: nothing else moves
         solved = Solved(quick, "insertion", time.perf_counter() - began, {})
     else:
@@ -227,9 +236,7 @@ def _open(jobs: dict[str, JobRow], order_id: str) -> bool:
     return job is not None and job.status in OPEN
 
 
-async def _plan_rows(store: PlannerStore, run: Run, now: datetime) -> list[Any]:
-    from lastmile.planner.store import PlanRow
-
+async def _plan_rows(store: PlannerStore, run: Run, now: datetime) -> list[PlanRow]:
     rows = [row for plan_id in run.plan_ids if (row := await store.plan(plan_id)) is not None]
     if not rows:
         row = PlanRow(
@@ -248,7 +255,7 @@ async def _plan_rows(store: PlannerStore, run: Run, now: datetime) -> list[Any]:
     return rows
 
 
-def _record(rows: list[Any], outcome: Outcome, plan: Plan, now: datetime) -> None:
+def _record(rows: list[PlanRow], outcome: Outcome, plan: Plan, now: datetime) -> None:
     vehicles = {s.vehicle.id: s.vehicle for s in outcome.problem.states}
     per_route = [
         (

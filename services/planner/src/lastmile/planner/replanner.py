@@ -114,7 +114,8 @@ async def plan_day(deps: Deps, run: Run) -> bool:
                 return False  # orders wait for the day's wave
     now = deps.clock.now()
     problem = await asyncio.to_thread(problem_of, day, now, deps.settings.position_max_age_s)
-    outcome = await solve_day(deps, problem, mode_for(run.kind, day), frozenset(run.triggers))
+    left_out = frozenset(o for o, j in day.jobs.items() if j.status == "unassigned")
+    outcome = await solve_day(deps, problem, mode_for(run.kind, day), frozenset(run.triggers), left_out)
     await save_plan(deps, run, outcome)
     return True
 
