@@ -14,7 +14,7 @@ from lastmile.common.errors import NotFound, Unauthorized, problem_responses
 from lastmile.common.ids import new_id
 from lastmile.planner import domain, handlers
 from lastmile.planner.handlers import Deps
-from lastmile.planner.store import PlannerStore, PlanRow
+from lastmile.planner.store import PlannerStore
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
@@ -149,22 +149,7 @@ async def list_drivers(deps: DepsDep, _: OpsAuth) -> list[dict[str, Any]]:
 @router.post("/v1/plans", status_code=202, tags=["plans"], responses=problem_responses(401, 404, 422))
 async def request_plan(body: PlanRequest, deps: DepsDep, _: OpsAuth, response: Response) -> dict[str, Any]:
     """Plan a depot's day now, in the background; poll `GET /v1/plans/{id}` until its status is done."""
-    now = deps.clock.now()
-    async with deps.db.transaction() as session:
-        if await PlannerStore(session).depot(body.depot_id) is None:
-            raise NotFound(f"Depot {body.depot_id} not found")
-        row = PlanRow(
-            id=new_id("pln"),
-            depot_id=body.depot_id,
-            service_date=body.date,
-            kind=body.kind,
-            status="queued",
-            triggers={"on_demand": 1},
-            requested_at=now,
-            result={},
-        )
-        session.add(row)
-    deps.replanner.request(body.depot_id, body.date, "on_demand", plan_id=row.id)
+    row = await handlers.request_plan(body.depot_id, body.date, body.kind, deps)
     response.headers["Location"] = f"/v1/plans/{row.id}"
     return row.to_dict()
 

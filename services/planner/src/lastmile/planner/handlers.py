@@ -17,6 +17,7 @@ from lastmile.common.bus import HandlerWithDeps
 from lastmile.common.clock import Clock
 from lastmile.common.db import Database
 from lastmile.common.errors import NotFound
+from lastmile.common.ids import new_id
 from lastmile.planner import domain
 from lastmile.planner.settings import PlannerSettings
 from lastmile.planner.solver import InlineSolver, SolverPool
@@ -26,6 +27,7 @@ from lastmile.planner.store import (
     DriverRow,
     JobRow,
     PlannerStore,
+    PlanRow,
     PositionRow,
     VehicleRow,
 )
@@ -94,6 +96,17 @@ async def create_driver(driver_id: str, name: str, vehicle_id: str | None, deps:
             raise NotFound(f"Vehicle {vehicle_id} not found")
         row = DriverRow(id=driver_id, name=name, vehicle_id=vehicle_id, created_at=deps.clock.now())
         session.add(row)
+    return row
+
+
+async def request_plan(depot_id: str, day: date, kind: str, deps: Deps) -> PlanRow:
+    """A plan on demand: recorded as queued, then run by the re-planner in the background."""
+    async with deps.db.transaction() as session:
+        if await PlannerStore(session).depot(depot_id) is None:
+            raise NotFound(f"Depot {depot_id} not found")
+        row = PlanRow.queued(new_id("pln"), depot_id, day, kind, {"on_demand": 1}, deps.clock.now())
+        session.add(row)
+    deps.replanner.request(depot_id, day, "on_demand", plan_id=row.id)
     return row
 
 

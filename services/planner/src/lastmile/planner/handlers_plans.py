@@ -239,17 +239,8 @@ def _open(jobs: dict[str, JobRow], order_id: str) -> bool:
 async def _plan_rows(store: PlannerStore, run: Run, now: datetime) -> list[PlanRow]:
     rows = [row for plan_id in run.plan_ids if (row := await store.plan(plan_id)) is not None]
     if not rows:
-        row = PlanRow(
-            id=new_id("pln"),
-            depot_id=run.depot_id,
-            service_date=run.day,
-            kind=run.kind,
-            status="running",
-            wave=run.wave,
-            triggers=run.triggers,
-            requested_at=now,
-            result={},
-        )
+        row = PlanRow.queued(new_id("pln"), run.depot_id, run.day, run.kind, run.triggers, now, run.wave)
+        row.status = "running"
         store.session.add(row)
         rows = [row]
     return rows

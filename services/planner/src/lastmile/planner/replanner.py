@@ -146,16 +146,8 @@ class WaveScheduler(BackgroundTask):
                 for wave, day, _cutoff in domain.due_waves(depot.to_spec(), now):
                     if await store.wave_ran(depot.id, day, wave.cutoff):
                         continue
-                    row = PlanRow(
-                        id=new_id("pln"),
-                        depot_id=depot.id,
-                        service_date=day,
-                        kind="wave",
-                        status="queued",
-                        wave=wave.cutoff,
-                        triggers={"wave": 1},
-                        requested_at=now,
-                        result={},
+                    row = PlanRow.queued(
+                        new_id("pln"), depot.id, day, "wave", {"wave": 1}, now, wave=wave.cutoff
                     )
                     session.add(row)
                     queued.append((depot.id, day, row.id, wave.cutoff))

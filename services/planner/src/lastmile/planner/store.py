@@ -134,6 +134,29 @@ class PlanRow(Base):
     error: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
     __table_args__ = (sa.Index("ix_plans_depot_day", "depot_id", "service_date"),)
 
+    @classmethod
+    def queued(
+        cls,
+        plan_id: str,
+        depot_id: str,
+        day: date,
+        kind: str,
+        triggers: dict[str, Any],
+        now: datetime,
+        wave: str | None = None,
+    ) -> PlanRow:
+        return cls(
+            id=plan_id,
+            depot_id=depot_id,
+            service_date=day,
+            kind=kind,
+            status="queued",
+            wave=wave,
+            triggers=triggers,
+            requested_at=now,
+            result={},
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
