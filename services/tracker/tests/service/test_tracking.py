@@ -115,3 +115,35 @@ async def test_a_stop_on_another_vehicle_is_not_found(tracker: Any) -> None:
     await eventually(lambda: bus.pending("tracker", "routes.v1") == 0)
     reply = await client.post("/v1/stops/ord_z/complete", json={"outcome": "delivered"}, headers=headers)
     assert reply.status_code == 404
+
+
+async def test_completed_stops_count_as_on_time_only_inside_their_promised_window(tracker: Any) -> None:
+    from prometheus_client import REGISTRY
+
+    client, bus, headers, _ = tracker
+    planned = route("veh_1", ["ord_now", "ord_later"])
+    windows = [
+        (NOW - timedelta(hours=1), NOW + timedelta(hours=1)),
+        (NOW + timedelta(hours=5), NOW + timedelta(hours=6)),
+    ]
+    stops = [
+        s.model_copy(update={"promised_window": ev.TimeWindow(start=w[0], end=w[1])})
+        for s, w in zip(planned.stops, windows, strict=True)
+    ]
+    await publish(bus, planned.model_copy(update={"stops": stops}))
+    await eventually(lambda: bus.pending("tracker", "routes.v1") == 0)
+
+    def count(on_time: str) -> float:
+        labels = {"outcome": "delivered", "on_time": on_time}
+        return REGISTRY.get_sample_value("lastmile_tracker_stops_completed_total", labels) or 0.0
+
+    def eta_errors() -> float:
+        return REGISTRY.get_sample_value("lastmile_tracker_eta_error_seconds_count") or 0.0
+
+    before = (count("true"), count("false"), eta_errors())
+    for order in ("ord_now", "ord_later"):
+        reply = await client.post(
+            f"/v1/stops/{order}/complete", json={"outcome": "delivered"}, headers=headers
+        )
+        assert reply.status_code == 200, reply.text
+    assert (count("true"), count("false"), eta_errors()) == (before[0] + 1, before[1] + 1, before[2] + 2)

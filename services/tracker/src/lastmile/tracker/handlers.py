@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastmile.common import events as ev
@@ -32,6 +33,16 @@ from lastmile.tracker.store import (
 SOURCE = "tracker"
 
 PINGS = Counter("lastmile_tracker_pings_total", "Pings received, by outcome", ["outcome"])
+STOPS_COMPLETED = Counter(
+    "lastmile_tracker_stops_completed_total",
+    "Stops completed, by outcome and whether inside the window promised to the customer",
+    ["outcome", "on_time"],
+)
+ETA_ERROR = Histogram(
+    "lastmile_tracker_eta_error_seconds",
+    "How far the stop's last ETA was from its completion, either way",
+    buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200),
+)
 
 
 @dataclass(frozen=True)
@@ -192,7 +203,21 @@ async def complete_stop(order_id: str, cmd: domain.CompleteStop, device: Device,
             s.status in ("delivered", "failed") for s in await store.stops(route.id)
         ):
             route.status = "done"
+        promised = _promised_window(route, order_id)
+    STOPS_COMPLETED.labels(
+        cmd.outcome, str(promised is not None and promised[0] <= now <= promised[1]).lower()
+    ).inc()
+    if stop.eta is not None:
+        ETA_ERROR.observe(abs((now - stop.eta).total_seconds()))
     return stop
+
+
+def _promised_window(route: RouteRow | None, order_id: str) -> tuple[datetime, datetime] | None:
+    for s in (route.snapshot or {}).get("stops", []) if route is not None else []:
+        if s["order_id"] == order_id and s.get("promised_window"):
+            window = ev.TimeWindow.model_validate(s["promised_window"])
+            return window.start, window.end
+    return None
 
 
 def _out_for_delivery(session: AsyncSession, stop: StopRow, now: Any) -> None:
