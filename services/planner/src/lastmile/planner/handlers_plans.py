@@ -117,7 +117,8 @@ def vehicle_state(day: Day, vehicle: domain.VehicleSpec, now: datetime, max_age_
     return VehicleState(vehicle, started, position, loaded, open_route, len(done))
 
 
-INSERTABLE = {"order_created", "order_cancelled", "restart"}
+# what a quick insertion answers: new orders, cancellations, and a re-plan asked for with nothing else new
+INSERTABLE = {"order_created", "order_cancelled", "restart", "on_demand"}
 
 
 async def solve_day(
