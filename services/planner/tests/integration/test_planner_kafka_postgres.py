@@ -60,7 +60,7 @@ async def test_orders_in_routes_and_promises_out_on_postgres_and_kafka(kafka: An
         kafka_topic_prefix=kafka.prefix,
         kafka_partitions=2,
         replan_debounce_s=0.1,
-        wave_seconds=0.5,
+        solver_timeout_s=0.5,
     )
     app = create_app(settings, clock=Clock(epoch=MORNING))
     async with app_client(app) as client:

@@ -94,7 +94,7 @@ def planner_factory(tmp_path: Path) -> Callable[..., Any]:
             database_url=f"sqlite+aiosqlite:///{tmp_path}/planner-{random_ref()}.db",
             ops_token=TEST_OPS_TOKEN,
             replan_debounce_s=0.05,
-            wave_seconds=0.3,
+            solver_timeout_s=0.3,
             solver_processes=settings.pop("solver_processes", 0),
             **settings,
         )

@@ -140,7 +140,7 @@ async def solve_day(
         mode="wave" if mode == "wave" else "replan",
         exploration=s.solver_exploration if mode == "wave" else s.replan_exploration,
         threads=s.solver_threads,
-        seconds=min(s.wave_seconds, 1.0 + 0.01 * len(problem.jobs)),
+        seconds=min(s.solver_timeout_s, 1.0 + 0.01 * len(problem.jobs)),
         hgs=s.wave_hgs,
     )
     began = time.perf_counter()

@@ -16,7 +16,8 @@ class PlannerSettings(CommonSettings):
     solver_exploration: int = 3
     replan_exploration: int = 2
     solver_threads: int = 1
-    wave_seconds: float = Field(default=25.0, ge=0.1)  # at most; a wave takes 1 s + 10 ms per stop
+    # a wave's budget for its engines, at most: it takes 1 s + 10 ms per stop up to this
+    solver_timeout_s: float = Field(default=25.0, ge=0.1)
     wave_hgs: bool = True  # run PyVRP beside VROOM on waves
     solver_processes: int = Field(default=1, ge=0)  # 0: solve in a thread (blocks the event loop: tests only)
     # Re-planning: a route keeps its order unless re-sequencing saves this share of its cost.
