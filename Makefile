@@ -12,7 +12,8 @@ PYTEST := $(PY) -m pytest -p no:randomly
 export LASTMILE_SHARED ?= $(abspath ../shared)
 
 .PHONY: run test unit service integration e2e deploy-tests lint format venv infra-up infra-down infra-status \
-        events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-intake bench-notifier
+        events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-intake bench-notifier \
+        bench-planner
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
@@ -113,6 +114,17 @@ infra-down:
 infra-status:
 	-tools/kafka/kafka.sh status
 	-tools/pg/pg.sh status
+
+# ---------------------------------------------------------------------------------------------------------
+# Benchmarks (not part of make test; figures and methods in docs/benchmarks.md)
+
+# Solomon quality (var/bench/solomon.csv; BENCH_INSTANCES=<folder> for another set), then city scale.
+bench-planner: venv
+	@mkdir -p var/bench
+	@echo "load before: $$(uptime)" | tee var/bench/planner.txt
+	$(PY) bench/solomon.py | tee -a var/bench/planner.txt
+	$(PY) bench/planner_scale.py | tee -a var/bench/planner.txt
+	@echo "load after: $$(uptime)" | tee -a var/bench/planner.txt
 
 # ---------------------------------------------------------------------------------------------------------
 # Other
