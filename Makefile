@@ -12,7 +12,8 @@ PYTEST := $(PY) -m pytest -p no:randomly
 export LASTMILE_SHARED ?= $(abspath ../shared)
 
 .PHONY: run test unit service integration e2e deploy-tests lint format venv infra-up infra-down infra-status \
-        events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-intake
+        events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-intake bench-notifier \
+        bench-planner
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
@@ -22,6 +23,7 @@ help:
 	@echo "make check-deploy   manifests, compose file, alert rules, and dashboards against a scraped stack"
 	@echo "make deploy-gen     regenerate the dashboards' JSON and the PrometheusRule after editing their sources"
 	@echo "make bench-intake   order intake under load on the running Kafka and PostgreSQL (docs/benchmarks.md)"
+	@echo "make bench-notifier customer messages under load on the running Kafka and PostgreSQL (docs/benchmarks.md)"
 
 # ---------------------------------------------------------------------------------------------------------
 # Set-up
@@ -114,6 +116,17 @@ infra-status:
 	-tools/pg/pg.sh status
 
 # ---------------------------------------------------------------------------------------------------------
+# Benchmarks (not part of make test; figures and methods in docs/benchmarks.md)
+
+# Solomon quality (var/bench/solomon.csv; BENCH_INSTANCES=<folder> for another set), then city scale.
+bench-planner: venv
+	@mkdir -p var/bench
+	@echo "load before: $$(uptime)" | tee var/bench/planner.txt
+	$(PY) bench/solomon.py | tee -a var/bench/planner.txt
+	$(PY) bench/planner_scale.py | tee -a var/bench/planner.txt
+	@echo "load after: $$(uptime)" | tee -a var/bench/planner.txt
+
+# ---------------------------------------------------------------------------------------------------------
 # Other
 
 events-doc: venv
@@ -125,6 +138,10 @@ k8s:
 # Benchmarks (figures and method in docs/benchmarks.md); they use the Kafka and PostgreSQL `make infra-up` starts.
 bench-intake: venv
 	$(PY) bench/intake.py $(BENCH_ARGS)
+
+# Notifier throughput and latency (one process on the real Kafka and PostgreSQL, local Twilio and SMTP stand-ins).
+bench-notifier: venv
+	$(PY) bench/notifier.py --write docs/benchmarks.md $(BENCH_ARGS)
 
 up down:
 	@echo "docker compose $@: needs a Docker engine (none on CI machines); the file is validated by make test"

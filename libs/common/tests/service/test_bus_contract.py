@@ -136,3 +136,36 @@ class TestIdempotence:
         await asyncio.sleep(0.3)
         assert seen.count(str(envelope.id)) == 1
         assert len(seen) == 2
+
+
+class TestBatches:
+    async def test_a_batch_has_the_effects_of_its_records_handled_one_by_one(self, harness: Any) -> None:
+        import sqlalchemy as sa
+
+        from lastmile.common import outbox
+
+        async def handle(session: Any, envelope: ev.Envelope, event: ev.EtaChanged) -> None:
+            if event.stops_before == 3:
+                raise ValueError("a bad record")
+            outbox.add(session, event, source="test")  # the effect, in the batch's transaction
+
+        harness.subscribe({ev.EtaChanged: handle}, batch=50, max_attempts=2)
+        twice = eta("ord_x", 1).envelope("test").to_bytes()
+        values = [eta("ord_x", 0).envelope("test").to_bytes(), twice, twice, b"{poison"]
+        values += [eta("ord_x", n).envelope("test").to_bytes() for n in (2, 3, 4)]
+        await harness.bus.publish([OutgoingRecord("deliveries.v1", b"ord_x", v) for v in values])
+
+        async def effects() -> list[int] | None:
+            async with harness.db.read() as session:
+                rows = (await session.execute(sa.select(outbox.outbox_table.c.payload).order_by("id"))).all()
+            found = [ev.Envelope.from_bytes(r.payload).data["stops_before"] for r in rows]
+            return found if len(found) >= 4 else None
+
+        assert await eventually(effects, timeout=60) == [0, 1, 2, 4]
+        dead = await harness.topic("deliveries.v1.dlq", 2)
+        assert sorted(dict(r.headers)["dlq.reason"].decode() for r in dead) == [
+            "handler-error",
+            "invalid-envelope",
+        ]
+        await asyncio.sleep(0.3)
+        assert await effects() == [0, 1, 2, 4]

@@ -1,95 +1,370 @@
-"""Orders in, routes and scheduled deliveries out, on the in-memory bus and SQLite."""
+"""Orders in, routes and scheduled deliveries out; plans on demand; re-plans through the day."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from lastmile.common import events as ev
-from lastmile.common.bus import InMemoryBus
-from lastmile.common.testing import TEST_OPS_TOKEN, app_client, eventually, ops_headers, publish, random_ref
-from lastmile.planner.app import create_app
-from lastmile.planner.settings import PlannerSettings
+from lastmile.common.auth import hash_secret
+from lastmile.common.testing import eventually
+
+NOW = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
 
 
-@pytest.fixture
-async def planner(tmp_path: Path) -> AsyncIterator[Any]:
-    bus = InMemoryBus()
-    await bus.start()
-    settings = PlannerSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/planner.db",
-        ops_token=TEST_OPS_TOKEN,
-        replan_debounce_s=0.05,
-    )
-    async with app_client(create_app(settings, bus=bus)) as client:
-        depot = (
-            await client.post(
-                "/v1/depots", json={"name": "Mitte", "lat": 52.52, "lon": 13.40}, headers=ops_headers()
-            )
-        ).json()
-        vehicle = (
-            await client.post("/v1/vehicles", json={"depot_id": depot["id"]}, headers=ops_headers())
-        ).json()
-        yield client, bus, depot, vehicle
-    await bus.stop()
+async def test_an_order_is_scheduled_on_a_route_with_a_promise(planner_factory: Any, make_order: Any) -> None:
+    async with planner_factory() as p:
+        created = make_order(p.depot["id"])
+        await p.publish(created)
+        scheduled = await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled")
+        assert scheduled[0].subject == created.order_id
+        assert scheduled[0].data["vehicle_id"] == p.vehicles[0]["id"]
+        window = scheduled[0].data["promised_window"]
+        assert window["start"] <= scheduled[0].data["planned_arrival"] <= window["end"]
+        routes = p.events("routes.v1", "lastmile.route.planned")
+        assert [s["order_id"] for s in routes[0].data["stops"]] == [created.order_id]
+        listed = await p.routes()
+        assert listed[p.vehicles[0]["id"]]["stops"][0]["promised_window"] == window
 
 
-def order(
-    depot_id: str, lat: float = 52.53, version: int = 1, order_id: str | None = None
-) -> ev.OrderCreated:
-    return ev.OrderCreated(
-        order_id=order_id or random_ref("ord"),
-        version=version,
-        merchant_id="mer_1",
-        reference=random_ref("R"),
-        depot_id=depot_id,
-        recipient=ev.Recipient(name="Ada"),
-        destination=ev.Destination(lat=lat, lon=13.41),
-        time_windows=[ev.TimeWindow(start="2026-12-01T10:00:00+01:00", end="2026-12-01T18:00:00+01:00")],
-        tracking_token="tok",
-        tracking_url="http://t/tok",
-        created_at=datetime(2026, 11, 30, tzinfo=UTC),
-    )
-
-
-async def test_an_order_is_scheduled_on_a_route(planner: Any) -> None:
-    client, bus, depot, vehicle = planner
-    created = order(depot["id"])
-    await publish(bus, created)
-    scheduled = await eventually(lambda: bus.envelopes("deliveries.v1", "lastmile.delivery.scheduled"))
-    assert scheduled[0].subject == created.order_id
-    assert scheduled[0].data["vehicle_id"] == vehicle["id"]
-    routes = bus.envelopes("routes.v1", "lastmile.route.planned")
-    assert [s["order_id"] for s in routes[0].data["stops"]] == [created.order_id]
-    listed = (await client.get("/v1/routes", params={"date": "2026-12-01"}, headers=ops_headers())).json()
-    assert listed[0]["vehicle_id"] == vehicle["id"]
-
-
-async def test_a_second_order_revises_the_route_and_keeps_the_first_promise_when_nothing_moved(
-    planner: Any,
+async def test_a_second_order_revises_the_route_and_keeps_the_first_promise(
+    planner_factory: Any, make_order: Any
 ) -> None:
-    _client, bus, depot, _vehicle = planner
-    await publish(bus, order(depot["id"], lat=52.53))
-    await eventually(lambda: bus.envelopes("routes.v1", "lastmile.route.planned"))
-    await publish(bus, order(depot["id"], lat=52.54))
-    revised = await eventually(lambda: bus.envelopes("routes.v1", "lastmile.route.revised"))
-    assert revised[-1].data["version"] == 2
-    assert len(revised[-1].data["stops"]) == 2
+    async with planner_factory() as p:
+        first = make_order(p.depot["id"], lat=52.53)
+        await p.publish(first)
+        promised = (await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled"))[0].data[
+            "promised_window"
+        ]
+        await p.publish(make_order(p.depot["id"], lat=52.54))
+        revised = await p.wait_for("routes.v1", "lastmile.route.revised")
+        assert revised[-1].data["version"] == 2
+        assert revised[-1].data["reason"] == "order_created"
+        stops = {s["order_id"]: s for s in revised[-1].data["stops"]}
+        assert len(stops) == 2
+        assert stops[first.order_id]["promised_window"] == promised
+        assert stops[first.order_id]["lateness_s"] == 0
 
 
-async def test_an_order_no_vehicle_can_carry_is_unassigned_with_a_reason(planner: Any) -> None:
-    _client, bus, depot, _vehicle = planner
-    too_heavy = order(depot["id"]).model_copy(update={"parcels": [ev.Parcel(count=1, weight_kg=5000)]})
-    await publish(bus, too_heavy)
-    unassigned = await eventually(lambda: bus.envelopes("deliveries.v1", "lastmile.delivery.unassigned"))
-    assert unassigned[0].data["reason"] == "too_large"
+async def test_an_order_no_vehicle_can_carry_is_unassigned_with_a_reason(
+    planner_factory: Any, make_order: Any
+) -> None:
+    async with planner_factory() as p:
+        too_heavy = make_order(p.depot["id"], parcels=[ev.Parcel(count=1, weight_kg=5000)])
+        await p.publish(too_heavy)
+        unassigned = await p.wait_for("deliveries.v1", "lastmile.delivery.unassigned")
+        assert unassigned[0].data["reason"] == "too_large"
+        plans = await p.get("/v1/plans", depot_id=p.depot["id"])
+        assert plans[0]["kpis"]["unassigned_by_reason"] == {"too_large": 1}
 
 
-async def test_ops_routes_need_the_ops_token(planner: Any) -> None:
-    client, *_ = planner
-    assert (await client.get("/v1/routes")).status_code == 401
-    assert (await client.post("/v1/depots", json={"name": "x", "lat": 1, "lon": 1})).status_code == 401
+async def test_a_plan_on_demand_is_polled_to_done_with_kpis_and_moves_nothing_when_nothing_changed(
+    planner_factory: Any, make_order: Any
+) -> None:
+    async with planner_factory(vehicles=2) as p:
+        for i in range(6):
+            await p.publish(make_order(p.depot["id"], lat=52.50 + i * 0.01))
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 6)
+        await p.idle()
+        before = len(p.bus.records("routes.v1"))
+        reply = await p.post("/v1/plans", {"depot_id": p.depot["id"], "date": "2026-12-01", "kind": "replan"})
+        assert reply.status_code == 202
+        assert reply.headers["location"] == f"/v1/plans/{reply.json()['id']}"
+        assert reply.json()["status"] == "queued"
+        done = await eventually(
+            lambda: _done(p, reply.json()["id"]),
+        )
+        assert done["stops_moved"] == 0
+        kpis = done["kpis"]
+        assert kpis["stops"] == 6
+        assert kpis["unassigned"] == 0
+        assert kpis["distance_km"] > 0
+        assert kpis["cost"] > 0
+        assert kpis["stops_per_hour"] > 0
+        assert len(p.bus.records("routes.v1")) == before  # no new route version
+
+
+async def _done(p: Any, plan_id: str) -> dict[str, Any] | None:
+    plan: dict[str, Any] = await p.get(f"/v1/plans/{plan_id}")
+    return plan if plan["status"] == "done" else None
+
+
+async def test_plans_of_an_unknown_depot_are_404(planner_factory: Any) -> None:
+    async with planner_factory() as p:
+        reply = await p.post("/v1/plans", {"depot_id": "dep_nope", "date": "2026-12-01"})
+        assert reply.status_code == 404
+        assert (
+            await p.client.get("/v1/plans/pln_nope", headers={"Authorization": "Bearer x" * 1})
+        ).status_code == 401
+
+
+async def test_a_cancelled_order_leaves_a_route_not_yet_driven(planner_factory: Any, make_order: Any) -> None:
+    async with planner_factory() as p:
+        keep, drop = make_order(p.depot["id"], lat=52.53), make_order(p.depot["id"], lat=52.54)
+        await p.publish(keep)
+        await p.publish(drop)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
+        await p.idle()
+        cancel = ev.OrderCancelled(
+            order_id=drop.order_id, version=2, merchant_id="mer_1", depot_id=p.depot["id"], cancelled_at=NOW
+        )
+        await p.publish(cancel)
+        revised = await p.wait_for("routes.v1", "lastmile.route.revised")
+        assert [s["order_id"] for s in revised[-1].data["stops"]] == [keep.order_id]
+        assert "order_cancelled" in revised[-1].data["reason"]
+
+
+async def test_an_address_change_gets_a_new_promise(planner_factory: Any, make_order: Any) -> None:
+    async with planner_factory() as p:
+        created = make_order(p.depot["id"], lat=52.53)
+        await p.publish(created)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled")
+        await p.idle()
+        moved = ev.OrderUpdated(
+            **{**created.model_dump(), "version": 2, "destination": ev.Destination(lat=52.45, lon=13.30)},
+            changed=["destination"],
+        )
+        await p.publish(moved)
+        revised = await p.wait_for("routes.v1", "lastmile.route.revised")
+        assert revised[-1].data["reason"] == "address_changed"
+        assert revised[-1].data["stops"][0]["location"] == {"lat": 52.45, "lon": 13.30}
+
+
+async def test_a_re_plan_keeps_done_stops_and_promises_and_starts_from_the_vehicle(
+    planner_factory: Any, make_order: Any
+) -> None:
+    async with planner_factory() as p:
+        vehicle = p.vehicles[0]["id"]
+        orders = [make_order(p.depot["id"], lat=52.52 + i * 0.01) for i in range(3)]
+        for o in orders:
+            await p.publish(o)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 3)
+        await p.idle()
+        route = (await p.routes())[vehicle]
+        promised = {s["order_id"]: s["promised_window"] for s in route["stops"]}
+        first = route["stops"][0]
+        for s in route["stops"]:
+            await p.publish(
+                ev.OutForDelivery(
+                    order_id=s["order_id"], vehicle_id=vehicle, route_id=route["route_id"], at=NOW
+                )
+            )
+        await p.publish(ev.Delivered(order_id=first["order_id"], vehicle_id=vehicle, at=NOW))
+        here = first["location"]
+        await p.publish(
+            ev.LocationReported(
+                vehicle_id=vehicle,
+                device_id="d1",
+                lat=here["lat"],
+                lon=here["lon"],
+                recorded_at=NOW,
+                received_at=NOW,
+            )
+        )
+        await p.idle()
+        pickup = make_order(p.depot["id"], lat=52.535, kind="return")
+        await p.publish(pickup)
+        revised = await p.wait_for("routes.v1", "lastmile.route.revised")
+        stops = revised[-1].data["stops"]
+        assert stops[0] == first  # done stays done, exactly as it was
+        assert {s["order_id"] for s in stops} == {o.order_id for o in orders} | {pickup.order_id}
+        assert revised[-1].data["start"] == here  # from where the vehicle is
+        for s in stops[1:]:
+            if s["order_id"] in promised:
+                assert s["promised_window"] == promised[s["order_id"]]
+                assert s["lateness_s"] == 0
+
+
+async def test_a_failed_stop_re_plans_the_day(planner_factory: Any, make_order: Any) -> None:
+    async with planner_factory() as p:
+        created = make_order(p.depot["id"])
+        await p.publish(created)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled")
+        await p.idle()
+        vehicle = p.vehicles[0]["id"]
+        await p.publish(
+            ev.DeliveryFailed(order_id=created.order_id, vehicle_id=vehicle, at=NOW, reason="not_at_home")
+        )
+        plans = await eventually(lambda: _plans_with(p, "stop_failed"))
+        assert plans[0]["status"] == "done"
+
+
+async def _plans_with(p: Any, trigger: str) -> list[dict[str, Any]]:
+    return [x for x in await p.get("/v1/plans", depot_id=p.depot["id"]) if trigger in x["triggers"]]
+
+
+async def test_a_depot_with_waves_plans_at_the_cutoff_not_before(
+    planner_factory: Any, make_order: Any
+) -> None:
+    from lastmile.planner.replanner import WaveScheduler
+
+    async with planner_factory(waves=[{"cutoff": "09:00", "day_offset": 0}]) as p:
+        await p.publish(make_order(p.depot["id"]))
+        await p.idle()
+        await eventually(lambda: p.bus.pending("planner", "orders.v1") == 0)
+        await p.idle()
+        assert not p.events("routes.v1", "lastmile.route.planned")  # 08:00: the 09:00 wave has not run
+        waves = WaveScheduler(p.app.state.deps)
+        assert await waves.tick() == []
+        p.app.state.deps.clock = type(p.app.state.deps.clock)(epoch=NOW + timedelta(hours=1, minutes=31))
+        queued = await waves.tick()
+        assert len(queued) == 1
+        await p.wait_for("routes.v1", "lastmile.route.planned")
+        plan = await p.get(f"/v1/plans/{queued[0]}")
+        assert (plan["kind"], plan["wave"]) == ("wave", "09:00")
+        assert await waves.tick() == []  # once per wave and day
+
+
+async def test_a_driver_sees_their_route_with_their_device_key_and_no_other(
+    planner_factory: Any, make_order: Any
+) -> None:
+    async with planner_factory(vehicles=2) as p:
+        mine, other = p.vehicles[0]["id"], p.vehicles[1]["id"]
+        key = "lm_dev_" + "k" * 40
+        await p.publish(
+            ev.DeviceUpserted(
+                device_id="dev_1", vehicle_id=mine, key_hash=hash_secret(key), active=True, at=NOW
+            )
+        )
+        await p.publish(make_order(p.depot["id"]))
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled")
+        await p.idle()
+        routed = next(iter(await p.routes()))
+        if routed != mine:  # put the device on the vehicle that got the route
+            mine, other = routed, mine
+            await p.publish(
+                ev.DeviceUpserted(
+                    device_id="dev_1",
+                    vehicle_id=mine,
+                    key_hash=hash_secret(key),
+                    active=True,
+                    at=NOW + timedelta(seconds=1),
+                )
+            )
+        auth = {"Authorization": f"Bearer {key}"}
+        reply = await eventually(lambda: _route_of(p, mine, auth))
+        assert reply["vehicle_id"] == mine
+        assert (await p.client.get(f"/v1/drivers/{other}/route", headers=auth)).status_code == 404
+        bad = {"Authorization": "Bearer lm_dev_wrong"}
+        assert (await p.client.get(f"/v1/drivers/{mine}/route", headers=bad)).status_code == 401
+        await p.publish(
+            ev.DeviceUpserted(
+                device_id="dev_1",
+                vehicle_id=mine,
+                key_hash=hash_secret(key),
+                active=False,
+                at=NOW + timedelta(seconds=2),
+            )
+        )
+        await eventually(lambda: _status(p, mine, auth, 401))
+
+
+async def _route_of(p: Any, vehicle: str, auth: dict[str, str]) -> dict[str, Any] | None:
+    reply = await p.client.get(f"/v1/drivers/{vehicle}/route", headers=auth)
+    return reply.json() if reply.status_code == 200 else None
+
+
+async def _status(p: Any, vehicle: str, auth: dict[str, str], status: int) -> bool:
+    return (await p.client.get(f"/v1/drivers/{vehicle}/route", headers=auth)).status_code == status
+
+
+async def test_fleet_and_plans_need_the_ops_token(planner_factory: Any) -> None:
+    async with planner_factory() as p:
+        for path in ("/v1/routes", "/v1/plans", "/v1/vehicles", "/v1/drivers", "/v1/depots"):
+            assert (await p.client.get(path)).status_code == 401
+        assert (await p.client.post("/v1/depots", json={"name": "x", "lat": 1, "lon": 1})).status_code == 401
+
+
+async def test_vehicles_carry_costs_limits_breaks_and_drivers(planner_factory: Any) -> None:
+    async with planner_factory() as p:
+        body = {
+            "depot_id": p.depot["id"],
+            "profile": "cargo_bike",
+            "capacity_parcels": 30,
+            "capacity_kg": 120,
+            "capacity_volume_l": 400,
+            "skills": ["fragile"],
+            "breaks": [{"start": "12:00", "end": "13:00", "duration_s": 1800}],
+            "fixed_cost": 20,
+            "cost_per_hour": 18,
+            "cost_per_km": 0.05,
+            "max_stops": 40,
+            "max_driving_s": 21600,
+            "max_distance_km": 60,
+        }
+        created = (await p.post("/v1/vehicles", body)).json()
+        listed = {v["id"]: v for v in await p.get("/v1/vehicles", depot_id=p.depot["id"])}
+        assert listed[created["id"]]["breaks"] == [{"start": "12:00", "end": "13:00", "duration_s": 1800}]
+        assert listed[created["id"]]["max_stops"] == 40
+        driver = await p.post("/v1/drivers", {"name": "Kim", "vehicle_id": created["id"]})
+        assert driver.status_code == 201
+        assert (await p.post("/v1/drivers", {"name": "Kim", "vehicle_id": "veh_nope"})).status_code == 404
+        assert (await p.post("/v1/vehicles", {**body, "profile": "rocket"})).status_code == 422
+
+
+async def test_plans_in_a_separate_solver_process(planner_factory: Any, make_order: Any) -> None:
+    async with planner_factory(solver_processes=1) as p:
+        await p.publish(make_order(p.depot["id"]))
+        await eventually(lambda: p.events("deliveries.v1", "lastmile.delivery.scheduled"), timeout=60)
+
+
+async def test_a_delay_that_breaks_a_promise_is_reported_late_before_the_window(
+    planner_factory: Any, make_order: Any
+) -> None:
+    async with planner_factory() as p:
+        vehicle = p.vehicles[0]["id"]
+        created = make_order(p.depot["id"], lat=52.53)
+        await p.publish(created)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled")
+        await p.idle()
+        route = (await p.routes())[vehicle]
+        stop = route["stops"][0]
+        end = datetime.fromisoformat(stop["promised_window"]["end"])
+        await p.publish(
+            ev.OutForDelivery(
+                order_id=created.order_id, vehicle_id=vehicle, route_id=route["route_id"], at=NOW
+            )
+        )
+        # five minutes before the promise ends, the van is stuck 15 km away
+        later = end - timedelta(minutes=5)
+        p.app.state.deps.clock = type(p.app.state.deps.clock)(epoch=later)
+        await p.publish(
+            ev.LocationReported(
+                vehicle_id=vehicle, device_id="d1", lat=52.66, lon=13.40, recorded_at=later, received_at=later
+            )
+        )
+        await p.idle()
+        await p.publish(
+            ev.DeliveryDelayed(
+                order_id=created.order_id,
+                vehicle_id=vehicle,
+                route_id=route["route_id"],
+                delay_s=1800,
+                eta=end,
+                at=later,
+            )
+        )
+        scheduled = await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
+        assert scheduled[-1].data["promised_window"] == stop["promised_window"]  # the promise stands
+        assert scheduled[-1].data["lateness_s"] > 0  # and the customer is told it will be missed
+        revised = p.events("routes.v1", "lastmile.route.revised")[-1].data
+        assert revised["reason"] == "delay"
+        assert revised["stops"][0]["lateness_s"] == scheduled[-1].data["lateness_s"]
+
+
+async def test_new_orders_are_inserted_without_a_full_re_plan_even_beside_an_order_left_out(
+    planner_factory: Any, make_order: Any
+) -> None:
+    async with planner_factory() as p:
+        await p.publish(make_order(p.depot["id"], parcels=[ev.Parcel(count=1, weight_kg=5000)]))
+        await p.publish(make_order(p.depot["id"], lat=52.53))
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled")
+        await p.idle()
+        await p.publish(make_order(p.depot["id"], lat=52.54))
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
+        await p.idle()
+        latest = (await p.get("/v1/plans", depot_id=p.depot["id"]))[0]
+        assert latest["engine"] == "insertion"
+        assert latest["stops_moved"] == 0
+        assert latest["kpis"]["unassigned_by_reason"] == {"too_large": 1}
+        assert len(p.events("deliveries.v1", "lastmile.delivery.unassigned")) == 1  # said once, not again

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lastmile.common import metrics
 from lastmile.common.db import Database, is_transient
 from lastmile.common.events import EVENT_TYPES, TOPICS, Envelope, Payload, UnknownEventType
-from lastmile.common.inbox import claim
+from lastmile.common.inbox import claim, claim_many
 from lastmile.common.logging import log_context
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ class Subscription:
     max_attempts: int = 5
     max_event_bytes: int = 512 * 1024
     retry_backoff_s: float = 0.05
+    # Records of one partition handled in one transaction (1: a transaction per record). A batch that fails
+    # is handled again one record at a time, so only the bad record is retried and dead-lettered.
+    batch: int = 1
 
     @property
     def topics(self) -> list[str]:
@@ -121,6 +124,74 @@ class Dispatcher:
         metrics.EVENT_HANDLE_LATENCY.labels(self.sub.service, record.topic).observe(
             time.perf_counter() - started
         )
+
+    async def process_batch(self, records: Sequence[IncomingRecord]) -> None:
+        """Up to `batch` records in one transaction; the same effects as `process` on each, in order."""
+        if self.sub.batch <= 1 or len(records) <= 1:
+            for record in records:
+                await self.process(record)
+            return
+        started = time.perf_counter()
+        ready: list[tuple[IncomingRecord, Envelope, Payload, EventHandler]] = []
+        for record in records:
+            parsed = self._parse(record)
+            if parsed is None:  # poison, or a type this consumer ignores: no effect, order does not matter
+                await self.process(record)
+            else:
+                ready.append(parsed)
+        if not ready:
+            return
+        try:
+            outcomes = await self._handle_batch(ready)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                metrics.EVENTS_FAILED.labels(self.sub.service, ready[0][0].topic, "transient").inc()
+                raise RetryLater(str(exc)) from exc
+            log.warning("batch of %d failed (%s); handling its records one by one", len(ready), _short(exc))
+            for record, *_ in ready:
+                await self.process(record)
+            return
+        elapsed = time.perf_counter() - started
+        for (record, *_), outcome in zip(ready, outcomes, strict=True):
+            metrics.EVENTS_CONSUMED.labels(self.sub.service, record.topic, outcome).inc()
+            metrics.EVENT_HANDLE_LATENCY.labels(self.sub.service, record.topic).observe(elapsed)
+
+    async def _handle_batch(
+        self, ready: list[tuple[IncomingRecord, Envelope, Payload, EventHandler]]
+    ) -> list[str]:
+        outcomes = []
+        async with self.sub.db.transaction() as session:
+            # Handlers may look at the whole batch (e.g. to load what all its events need in one query).
+            session.info["batch"] = [payload for _, _, payload, _ in ready]
+            ids = [str(envelope.id) for _, envelope, _, _ in ready]
+            fresh = await claim_many(session, self.sub.group, ids) if self.sub.inbox else set(ids)
+            for record, envelope, payload, handler in ready:
+                event_id = str(envelope.id)
+                if event_id not in fresh:
+                    outcomes.append("duplicate")
+                    continue
+                fresh.discard(event_id)  # the same event twice in one batch: the second is a duplicate
+                with log_context(
+                    event_id=event_id, topic=record.topic, order_id=getattr(payload, "order_id", None)
+                ):
+                    await handler(session, envelope, payload)
+                outcomes.append("handled")
+        return outcomes
+
+    def _parse(self, record: IncomingRecord) -> tuple[IncomingRecord, Envelope, Payload, EventHandler] | None:
+        """The record ready for its handler, or None when `process` must decide (dead letter or ignore)."""
+        if len(record.value) > self.sub.max_event_bytes:
+            return None
+        try:
+            envelope = Envelope.from_bytes(record.value)
+            handler = self.sub.handler_for(envelope.type)
+            if handler is None:
+                return None
+            return record, envelope, envelope.payload(), handler
+        except (ValidationError, UnknownEventType):
+            return None
 
     async def _process(self, record: IncomingRecord) -> str:
         if len(record.value) > self.sub.max_event_bytes:
@@ -294,8 +365,9 @@ class InMemoryBus:
                     await cond.wait_for(lambda: state.offsets[partition] < len(log_) and bool(state.members))
                 continue
             member = state.members[partition % len(state.members)]
+            chunk = log_[offset : offset + max(1, member.sub.batch)]
             try:
-                await member.process(log_[offset])
+                await member.process_batch(chunk)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # redeliver the same record after a pause, as Kafka would
@@ -304,7 +376,7 @@ class InMemoryBus:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = self.retry_backoff_s
-            state.offsets[partition] = offset + 1
+            state.offsets[partition] = offset + len(chunk)
 
     # Test helpers: what was published, decoded.
     def records(self, topic: str) -> list[IncomingRecord]:
@@ -546,18 +618,21 @@ class _KafkaConsumerLoop:
 
         topic = self.bus.logical(tp.topic)
         done: int | None = None
-        for msg in records:
-            record = IncomingRecord(
-                topic, msg.partition, msg.offset, msg.key, msg.value or b"", tuple(msg.headers or ())
-            )
+        incoming = [
+            IncomingRecord(topic, m.partition, m.offset, m.key, m.value or b"", tuple(m.headers or ()))
+            for m in records
+        ]
+        size = max(1, self.sub.batch)
+        for start in range(0, len(incoming), size):
+            chunk = incoming[start : start + size]
             try:
-                await self.dispatcher.process(record)
+                await self.dispatcher.process_batch(chunk)
             except RetryLater as exc:
-                log.warning("will redeliver %s/%d@%d: %s", topic, msg.partition, msg.offset, exc)
-                consumer.seek(tp, msg.offset)
+                log.warning("will redeliver %s/%d@%d: %s", topic, tp.partition, chunk[0].offset, exc)
+                consumer.seek(tp, chunk[0].offset)
                 await asyncio.sleep(1.0)
                 break
-            done = msg.offset
+            done = chunk[-1].offset
         if done is None:
             return
         try:

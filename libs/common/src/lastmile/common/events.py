@@ -339,6 +339,7 @@ class RouteStop(Value):
     leg_distance_m: int = 0
     leg_duration_s: int = 0
     lateness_s: int = 0
+    trip: int = 1  # a vehicle that comes back to the depot to reload starts trip 2, and so on
 
 
 class RouteSnapshot(Payload):
@@ -409,6 +410,7 @@ class DeliveryScheduled(Payload):
     planned_arrival: AwareDatetime
     promised_window: TimeWindow
     service_date: date
+    lateness_s: int = 0  # planned arrival after the end of the promised window (a re-plan could not keep it)
 
 
 @event("lastmile.delivery.unassigned", DELIVERIES)

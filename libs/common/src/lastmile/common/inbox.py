@@ -29,3 +29,15 @@ async def claim(session: AsyncSession, consumer: str, event_id: str) -> bool:
     insert: Any = postgresql.insert(inbox_table) if dialect == "postgresql" else sqlite.insert(inbox_table)
     result = await session.execute(insert.values(values).on_conflict_do_nothing())
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def claim_many(session: AsyncSession, consumer: str, event_ids: list[str]) -> set[str]:
+    """`claim` for many events in one statement; returns the ids not handled before."""
+    if not event_ids:
+        return set()
+    now = utcnow()
+    rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert: Any = postgresql.insert(inbox_table) if dialect == "postgresql" else sqlite.insert(inbox_table)
+    stmt = insert.values(rows).on_conflict_do_nothing().returning(inbox_table.c.event_id)
+    return {row.event_id for row in (await session.execute(stmt)).all()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -53,6 +54,7 @@ class Runtime:
             inbox=inbox,
             max_attempts=self.settings.consumer_max_attempts,
             max_event_bytes=self.settings.max_event_bytes,
+            batch=self.settings.consumer_batch,
         )
 
     async def start(self, migrations: Path, subscriptions: Sequence[Subscription] = ()) -> None:
@@ -96,3 +98,24 @@ class Runtime:
                 checks[name] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         READY.labels(self.service).set(1 if all(v == "ok" for v in checks.values()) else 0)
         return checks
+
+
+class BackgroundTask:
+    """A service's long-running coroutine (`run`), started after the runtime and cancelled before it stops:
+    a `Background` for `web.service_app`."""
+
+    name = "background"
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        raise NotImplementedError

@@ -378,3 +378,21 @@ def status_after(current: str, payload: ev.Payload) -> str | None:
     if new in ("scheduled", "unassigned") and current in ("out_for_delivery", "arriving"):
         return None  # a late re-plan notice must not undo a route that is already being driven
     return new
+
+
+# What a merchant may read of each delivery event in the order's history (never the driver's position).
+DETAIL_FIELDS = {
+    ev.DeliveryScheduled: ("planned_arrival", "promised_window", "service_date"),
+    ev.DeliveryUnassigned: ("reason", "detail"),
+    ev.OutForDelivery: ("eta",),
+    ev.EtaChanged: ("eta",),
+    ev.Arrived: ("at",),
+    ev.Delivered: ("at",),
+    ev.DeliveryFailed: ("at", "reason", "note"),
+}
+
+
+def status_detail(payload: ev.Payload) -> dict[str, Any]:
+    """The parts of the event that explain the status: the promise, the reason an order was left out, …"""
+    data = payload.model_dump(mode="json", include=set(DETAIL_FIELDS.get(type(payload), ())))
+    return {k: v for k, v in data.items() if v is not None}

@@ -195,7 +195,14 @@ async def on_delivery_event(session: AsyncSession, envelope: ev.Envelope, event:
     row.status = new
     row.updated_at = envelope.time
     await store.add_statuses(
-        [(row.id, new, envelope.time, {"event": envelope.type, "event_id": str(envelope.id)})]
+        [
+            (
+                row.id,
+                new,
+                envelope.time,
+                {"event": envelope.type, "event_id": str(envelope.id), **domain.status_detail(event)},
+            )
+        ]
     )
 
 

@@ -1,5 +1,9 @@
 """Planner's settings (`LASTMILE_*`)."""
 
+from typing import Literal
+
+from pydantic import Field
+
 from lastmile.common.settings import CommonSettings
 
 
@@ -8,8 +12,22 @@ class PlannerSettings(CommonSettings):
     port: int = 8002
     database_url: str = "sqlite+aiosqlite:///var/planner.db"
     replan_debounce_s: float = 0.5
+    # Engines: VROOM's exploration level for waves and for re-plans during the day; PyVRP's time for a wave.
     solver_exploration: int = 3
+    replan_exploration: int = 2
     solver_threads: int = 1
-    solver_timeout_s: float = 10.0
+    # a wave's budget for its engines, at most: it takes 1 s + 10 ms per stop up to this
+    solver_timeout_s: float = Field(default=25.0, ge=0.1)
+    wave_hgs: bool = True  # run PyVRP beside VROOM on waves
+    solver_processes: int = Field(default=1, ge=0)  # 0: solve in a thread (blocks the event loop: tests only)
+    # Re-planning: a route keeps its order unless re-sequencing saves this share of its cost.
+    replan_min_saving: float = 0.02
+    position_max_age_s: int = 600  # an older reported position is not "where the vehicle is"
+    wave_check_s: float = 30.0
     promise_margin_s: int = 30 * 60
+    # Travel times: coordinates (built in), or a road network server.
+    travel: Literal["coordinates", "osrm", "valhalla"] = "coordinates"
+    travel_url: str = ""
+    travel_block: int = 100
+    travel_cache: int = 32
     detour_factor: float = 1.35

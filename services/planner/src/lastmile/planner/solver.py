@@ -1,62 +1,209 @@
-"""The VROOM adapter (pyvroom): a solver-neutral Problem in, VROOM's JSON-shaped solution out."""
+"""The engines behind one call: VROOM (pyvroom) always, PyVRP beside it for waves; the better feasible plan wins.
+
+Engines run in a separate process (`SolverPool`): pyvroom holds the GIL while it solves, which would stall the
+event loop (HTTP, consumers, relay) for the whole solve if it ran in a thread.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import asyncio
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import Any, Literal
 
 import vroom
 
-from lastmile.planner.domain import Problem
-from lastmile.planner.travel import TravelTimes
+from lastmile.planner import hgs
+from lastmile.planner.insertion import insert_new
+from lastmile.planner.problem import SolverInput, SolverVehicle, merge, score, split
+
+Mode = Literal["wave", "replan", "check"]
 
 
-class Solver(Protocol):
-    def solve(self, problem: Problem) -> dict[str, Any]: ...
+@dataclass(frozen=True)
+class SolveOptions:
+    mode: Mode = "wave"
+    exploration: int = 3
+    threads: int = 1
+    seconds: float = 5.0  # a wave's time budget: PyVRP gets what VROOM leaves of it
+    hgs: bool = True  # run PyVRP beside VROOM when the input is within what it models
+    hgs_max_jobs: int = 400  # beyond this PyVRP needs far more than a wave's budget to catch up with VROOM
+    large: int = 500  # from this many jobs VROOM builds one start (level 0) to stay within the budget
+    seed_hgs: bool = True  # start PyVRP from VROOM's plan
+    vroom_share: float = 0.3  # of a wave's budget when PyVRP runs too
+    split_above: int = 800  # a bigger wave is solved as parts of about `split_size` jobs, then joined
+    split_size: int = 500
 
 
-class VroomSolver:
-    def __init__(self, travel: TravelTimes, *, exploration: int = 3, threads: int = 1) -> None:
-        self.travel = travel
-        self.exploration = exploration
-        self.threads = threads
+@dataclass(frozen=True)
+class Solved:
+    solution: dict[str, Any]
+    engine: str  # "vroom" | "pyvrp" | "plan" (VROOM's plan mode)
+    seconds: float
+    candidates: dict[str, float]  # engine → cost of its plan, for the record
 
-    def solve(self, problem: Problem) -> dict[str, Any]:
-        if not problem.solver_jobs or not problem.solver_vehicles:
-            return {"routes": [], "unassigned": [{"id": j.id} for j in problem.solver_jobs]}
-        inp = vroom.Input()
-        for profile in sorted({v.profile for v in problem.solver_vehicles}):
-            matrix = self.travel.matrix(problem.locations, profile)
-            inp.set_durations_matrix(profile=profile, matrix_input=matrix.durations)
-            inp.set_distances_matrix(profile=profile, matrix_input=matrix.distances)
-        inp.add_vehicle(
-            [
-                vroom.Vehicle(
-                    v.id,
-                    start=v.start,
-                    end=v.end,
-                    profile=v.profile,
-                    capacity=list(v.capacity),
-                    skills=set(v.skills),
-                    time_window=vroom.TimeWindow(*v.window),
-                )
-                for v in problem.solver_vehicles
-            ]
-        )
-        inp.add_job(
-            [
-                vroom.Job(
-                    j.id,
-                    location=j.location,
-                    default_service=j.service,
-                    delivery=list(j.delivery),
-                    pickup=list(j.pickup),
-                    skills=set(j.skills),
-                    priority=j.priority,
-                    time_windows=[vroom.TimeWindow(*w) for w in j.windows],
-                )
-                for j in problem.solver_jobs
-            ]
-        )
-        solution = inp.solve(exploration_level=self.exploration, nb_threads=self.threads)
-        result: dict[str, Any] = solution.to_dict()
-        return result
+
+def vroom_input(inp: SolverInput, *, with_initial: bool, fixed: bool = False) -> vroom.Input:
+    problem = vroom.Input()
+    for profile in inp.profiles:
+        matrix = inp.matrices[profile]
+        problem.set_durations_matrix(profile=profile, matrix_input=matrix.durations)
+        problem.set_distances_matrix(profile=profile, matrix_input=matrix.distances)
+    problem.add_vehicle([_vehicle(v, with_initial or fixed, fixed) for v in inp.vehicles])
+    problem.add_job(
+        [
+            vroom.Job(
+                j.id,
+                location=j.location,
+                default_service=j.service,
+                delivery=list(j.delivery),
+                pickup=list(j.pickup),
+                skills=set(j.skills),
+                priority=j.priority,
+                time_windows=[vroom.TimeWindow(*w) for w in j.windows],
+            )
+            for j in inp.jobs
+        ]
+    )
+    return problem
+
+
+def _vehicle(v: SolverVehicle, steps: bool, fixed: bool) -> vroom.Vehicle:
+    extra: dict[str, Any] = {}
+    if v.max_tasks is not None:
+        extra["max_tasks"] = v.max_tasks
+    if v.max_travel_time is not None:
+        extra["max_travel_time"] = v.max_travel_time
+    if v.max_distance is not None:
+        extra["max_distance"] = v.max_distance
+    if steps and v.initial:
+        # in plan mode VROOM would rather start before the shift than arrive late: the start is where it is now
+        start = vroom.VehicleStep("start", service_at=v.window[0]) if fixed else vroom.VehicleStep("start")
+        extra["steps"] = [
+            start,
+            *(vroom.VehicleStep("single", i) for i in v.initial),
+            vroom.VehicleStep("end"),
+        ]
+    return vroom.Vehicle(
+        v.id,
+        start=v.start,
+        end=v.end,
+        profile=v.profile,
+        capacity=list(v.capacity),
+        skills=set(v.skills),
+        time_window=vroom.TimeWindow(*v.window),
+        breaks=[
+            vroom.Break(b.id, [vroom.TimeWindow(*w) for w in b.windows], service=b.service) for b in v.breaks
+        ],
+        costs=vroom.VehicleCosts(fixed=v.fixed_cost, per_hour=v.per_hour, per_km=v.per_km),
+        **extra,
+    )
+
+
+def solve_vroom(inp: SolverInput, options: SolveOptions) -> dict[str, Any]:
+    if not inp.jobs or not inp.vehicles:
+        return {"routes": [], "unassigned": [{"id": j.id} for j in inp.jobs]}
+    initial = options.mode == "replan" and any(v.initial for v in inp.vehicles)
+    level = options.exploration if len(inp.jobs) < options.large else 0
+    timeout = None
+    if options.mode == "wave":
+        # VROOM's timeout bounds its local search, not the construction before it (seconds on a big day)
+        share = options.vroom_share if _with_hgs(inp, options) else 0.45
+        timeout = timedelta(seconds=options.seconds * share)
+    try:
+        problem = vroom_input(inp, with_initial=initial)
+        solution = problem.solve(exploration_level=level, nb_threads=options.threads, timeout=timeout)
+    except Exception:
+        if not initial:
+            raise
+        # VROOM refuses initial routes it finds infeasible (a promise that can no longer be kept): start afresh
+        problem = vroom_input(inp, with_initial=False)
+        solution = problem.solve(exploration_level=level, nb_threads=options.threads)
+    result: dict[str, Any] = solution.to_dict()
+    return result
+
+
+def check(inp: SolverInput) -> dict[str, Any]:
+    """VROOM's plan mode: the vehicles' `initial` routes as they are, with arrivals and lateness ('delay')."""
+    routed = [v for v in inp.vehicles if v.initial]
+    if not routed:
+        return {"routes": [], "unassigned": [{"id": j.id} for j in inp.jobs]}
+    on_routes = {i for v in routed for i in v.initial}
+    narrowed = SolverInput(
+        jobs=tuple(j for j in inp.jobs if j.id in on_routes), vehicles=tuple(routed), matrices=inp.matrices
+    )
+    result: dict[str, Any] = vroom_input(narrowed, with_initial=False, fixed=True).check().to_dict()
+    result["unassigned"] = [{"id": j.id} for j in inp.jobs if j.id not in on_routes]
+    return result
+
+
+def solve(inp: SolverInput, options: SolveOptions) -> Solved:
+    """Plan with VROOM, and in a wave with PyVRP too when it applies; keep the better feasible plan."""
+    began = time.perf_counter()
+    if options.mode == "check":
+        return Solved(check(inp), "plan", time.perf_counter() - began, {})
+    candidates: dict[str, dict[str, Any]] = {"vroom": _vroom_wave(inp, options)}
+    if _with_hgs(inp, options):
+        left = max(0.2, options.seconds - (time.perf_counter() - began))
+        candidates["pyvrp"] = hgs.solve(inp, left, start=candidates["vroom"] if options.seed_hgs else None)
+    scored = {name: score(inp, sol) for name, sol in candidates.items() if sol.get("feasible", True)}
+    best = min(scored, key=lambda name: scored[name].key())
+    costs = {name: round(s.cost, 2) for name, s in scored.items()}
+    return Solved(candidates[best], best, time.perf_counter() - began, costs)
+
+
+def _vroom_wave(inp: SolverInput, options: SolveOptions) -> dict[str, Any]:
+    """A wave too big for one VROOM run within its budget: parts solved one by one, their leftovers then
+    inserted wherever they fit on the joined routes."""
+    pinned = any(v.initial for v in inp.vehicles)
+    if options.mode != "wave" or pinned or len(inp.jobs) <= options.split_above:
+        return solve_vroom(inp, options)
+    parts = split(inp, options.split_size)
+    share = replace(options, seconds=options.seconds / len(parts))
+    joined = merge([solve_vroom(part, share) for part in parts])
+    if not joined["unassigned"]:
+        return joined
+    routes = {r["vehicle"]: [s["id"] for s in r["steps"] if s["type"] == "job"] for r in joined["routes"]}
+    seeded = replace(
+        inp, vehicles=tuple(replace(v, initial=tuple(routes.get(v.id, ()))) for v in inp.vehicles)
+    )
+    return insert_new(seeded, partial=True) or joined
+
+
+def _with_hgs(inp: SolverInput, options: SolveOptions) -> bool:
+    return (
+        options.mode == "wave" and options.hgs and len(inp.jobs) <= options.hgs_max_jobs and hgs.eligible(inp)
+    )
+
+
+class SolverPool:
+    """One worker process per concurrent solve; started lazily, so apps that never plan never fork."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def solve(self, inp: SolverInput, options: SolveOptions) -> Solved:
+        if self._pool is None:
+            # spawn, not fork: forking a process that runs an event loop and database connections is unsafe
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, solve, inp, options)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+class InlineSolver:
+    """Solves in the calling thread (via asyncio.to_thread): for tests and the benchmark's comparison."""
+
+    async def solve(self, inp: SolverInput, options: SolveOptions) -> Solved:
+        return await asyncio.to_thread(solve, inp, options)
+
+    def close(self) -> None:
+        pass

@@ -1,4 +1,4 @@
-"""Planner's tables (depots, vehicles, jobs, routes) and the queries on them."""
+"""Planner's tables (fleet, devices, positions, jobs, routes, plans) and the queries on them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lastmile.common.db import UtcDateTime
+from lastmile.common.events import OrderCreated
 from lastmile.planner.domain import DepotSpec, JobSpec, VehicleSpec
 
 
@@ -24,7 +25,7 @@ class DepotRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     def to_spec(self) -> DepotSpec:
-        return DepotSpec(**self.spec)
+        return DepotSpec.from_dict(self.spec)
 
 
 class VehicleRow(Base):
@@ -36,9 +37,37 @@ class VehicleRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     def to_spec(self) -> VehicleSpec:
-        spec = dict(self.spec)
-        spec["skills"] = tuple(spec.get("skills", ()))
-        return VehicleSpec(**spec)
+        return VehicleSpec.from_dict(self.spec)
+
+
+class DriverRow(Base):
+    __tablename__ = "drivers"
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    vehicle_id: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeviceRow(Base):
+    """A copy of the tracker's devices (devices.v1): the key hash authenticates a driver's app."""
+
+    __tablename__ = "devices"
+    device_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    vehicle_id: Mapped[str] = mapped_column(sa.String(40))
+    key_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    active: Mapped[bool]
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PositionRow(Base):
+    """The latest position of each vehicle (locations.v1): where a re-plan starts it from."""
+
+    __tablename__ = "positions"
+    vehicle_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    lat: Mapped[float]
+    lon: Mapped[float]
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class JobRow(Base):
@@ -56,13 +85,19 @@ class JobRow(Base):
     planned_arrival: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     promised_start: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     promised_end: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    lateness_s: Mapped[int] = mapped_column(default=0)
     reason: Mapped[str | None] = mapped_column(sa.String(60), nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     __table_args__ = (sa.Index("ix_jobs_depot_day", "depot_id", "service_date"),)
 
     def to_spec(self) -> JobSpec:
-        from lastmile.common.events import OrderCreated
-
         return JobSpec.from_order(OrderCreated.model_validate(self.order))
+
+    @property
+    def promised(self) -> tuple[datetime, datetime] | None:
+        if self.promised_start is None or self.promised_end is None:
+            return None
+        return (self.promised_start, self.promised_end)
 
 
 class RouteRow(Base):
@@ -78,6 +113,65 @@ class RouteRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     __table_args__ = (sa.UniqueConstraint("vehicle_id", "service_date", name="uq_routes_vehicle_day"),)
 
+    def order_ids(self) -> list[str]:
+        return [s["order_id"] for s in self.snapshot.get("stops", [])]
+
+
+class PlanRow(Base):
+    """One planning run of a depot-day: a wave, an on-demand plan or a re-plan, with its outcome and KPIs."""
+
+    __tablename__ = "plans"
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    depot_id: Mapped[str] = mapped_column(sa.String(40))
+    service_date: Mapped[date] = mapped_column(sa.Date)
+    kind: Mapped[str] = mapped_column(sa.String(20))  # wave | on_demand | replan
+    status: Mapped[str] = mapped_column(sa.String(20))  # queued | running | done | failed
+    wave: Mapped[str | None] = mapped_column(sa.String(5), nullable=True)  # the cutoff that started it
+    triggers: Mapped[dict[str, Any]] = mapped_column(sa.JSON)  # why: {"order_created": 3, "delay": 1}
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    result: Mapped[dict[str, Any]] = mapped_column(sa.JSON)  # engine, seconds, KPIs, stops moved
+    error: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
+    __table_args__ = (sa.Index("ix_plans_depot_day", "depot_id", "service_date"),)
+
+    @classmethod
+    def queued(
+        cls,
+        plan_id: str,
+        depot_id: str,
+        day: date,
+        kind: str,
+        triggers: dict[str, Any],
+        now: datetime,
+        wave: str | None = None,
+    ) -> PlanRow:
+        return cls(
+            id=plan_id,
+            depot_id=depot_id,
+            service_date=day,
+            kind=kind,
+            status="queued",
+            wave=wave,
+            triggers=triggers,
+            requested_at=now,
+            result={},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "depot_id": self.depot_id,
+            "date": self.service_date.isoformat(),
+            "kind": self.kind,
+            "status": self.status,
+            "wave": self.wave,
+            "triggers": self.triggers,
+            "requested_at": self.requested_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "error": self.error,
+            **self.result,
+        }
+
 
 class PlannerStore:
     def __init__(self, session: AsyncSession) -> None:
@@ -89,22 +183,42 @@ class PlannerStore:
     async def depots(self) -> list[DepotRow]:
         return list((await self.session.execute(sa.select(DepotRow).order_by(DepotRow.id))).scalars())
 
+    async def vehicle(self, vehicle_id: str) -> VehicleRow | None:
+        return await self.session.get(VehicleRow, vehicle_id)
+
     async def vehicles(self, depot_id: str | None = None) -> list[VehicleRow]:
         query = sa.select(VehicleRow).where(VehicleRow.active.is_(True)).order_by(VehicleRow.id)
         if depot_id is not None:
             query = query.where(VehicleRow.depot_id == depot_id)
         return list((await self.session.execute(query)).scalars())
 
+    async def drivers(self) -> list[DriverRow]:
+        return list((await self.session.execute(sa.select(DriverRow).order_by(DriverRow.id))).scalars())
+
+    async def device_by_key(self, key_hash: str) -> DeviceRow | None:
+        query = sa.select(DeviceRow).where(DeviceRow.key_hash == key_hash, DeviceRow.active.is_(True))
+        return (await self.session.execute(query)).scalars().first()
+
+    async def positions(self, vehicle_ids: list[str]) -> dict[str, PositionRow]:
+        query = sa.select(PositionRow).where(PositionRow.vehicle_id.in_(vehicle_ids))
+        return {p.vehicle_id: p for p in (await self.session.execute(query)).scalars()}
+
     async def job(self, order_id: str) -> JobRow | None:
         return await self.session.get(JobRow, order_id)
 
-    async def jobs(self, depot_id: str, day: date, statuses: tuple[str, ...]) -> list[JobRow]:
+    async def jobs(self, depot_id: str, day: date, statuses: tuple[str, ...] | None = None) -> list[JobRow]:
+        query = sa.select(JobRow).where(JobRow.depot_id == depot_id, JobRow.service_date == day)
+        if statuses is not None:
+            query = query.where(JobRow.status.in_(statuses))
+        return list((await self.session.execute(query.order_by(JobRow.order_id))).scalars())
+
+    async def pending_days(self, depot_id: str) -> list[date]:
         query = (
-            sa.select(JobRow)
-            .where(JobRow.depot_id == depot_id, JobRow.service_date == day, JobRow.status.in_(statuses))
-            .order_by(JobRow.order_id)
+            sa.select(JobRow.service_date)
+            .where(JobRow.depot_id == depot_id, JobRow.status == "pending")
+            .distinct()
         )
-        return list((await self.session.execute(query)).scalars())
+        return [d for (d,) in await self.session.execute(query)]
 
     async def routes(self, depot_id: str | None = None, day: date | None = None) -> list[RouteRow]:
         query = sa.select(RouteRow).order_by(RouteRow.vehicle_id)
@@ -120,3 +234,26 @@ class PlannerStore:
 
     async def route(self, route_id: str) -> RouteRow | None:
         return await self.session.get(RouteRow, route_id)
+
+    async def plan(self, plan_id: str) -> PlanRow | None:
+        return await self.session.get(PlanRow, plan_id)
+
+    async def plans(self, depot_id: str | None, day: date | None, limit: int = 100) -> list[PlanRow]:
+        query = sa.select(PlanRow).order_by(PlanRow.id.desc()).limit(limit)
+        if depot_id is not None:
+            query = query.where(PlanRow.depot_id == depot_id)
+        if day is not None:
+            query = query.where(PlanRow.service_date == day)
+        return list((await self.session.execute(query)).scalars())
+
+    async def unfinished_plans(self) -> list[PlanRow]:
+        query = sa.select(PlanRow).where(PlanRow.status.in_(("queued", "running"))).order_by(PlanRow.id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def wave_ran(self, depot_id: str, day: date, cutoff: str | None = None) -> bool:
+        query = sa.select(PlanRow.id).where(
+            PlanRow.depot_id == depot_id, PlanRow.service_date == day, PlanRow.kind == "wave"
+        )
+        if cutoff is not None:
+            query = query.where(PlanRow.wave == cutoff)
+        return (await self.session.execute(query.limit(1))).first() is not None

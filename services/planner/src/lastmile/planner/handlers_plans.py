@@ -1,0 +1,269 @@
+"""Planning a depot-day: load the day, solve it (waves: VROOM and PyVRP; re-plans: VROOM from the current
+routes), keep promises and small churn, then save routes and plan records and emit routes.v1 and deliveries.v1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prometheus_client import Counter, Histogram
+
+from lastmile.common.ids import new_id
+from lastmile.planner import domain, insertion, planning
+from lastmile.planner import handlers_routes as routes_mod
+from lastmile.planner.handlers import DONE, OPEN, Deps
+from lastmile.planner.planning import Plan, Problem, VehicleState
+from lastmile.planner.problem import Matrix
+from lastmile.planner.solver import Solved, SolveOptions
+from lastmile.planner.store import JobRow, PlannerStore, PlanRow, PositionRow, RouteRow
+
+SOLVE_SECONDS = Histogram(
+    "lastmile_planner_solve_duration_seconds",
+    "Time the engines took for one depot-day",
+    ["depot", "mode"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+REPLANS = Counter(
+    "lastmile_planner_replans_total", "Plans and re-plans run, by what started them", ["depot", "trigger"]
+)
+STOPS_MOVED = Counter(
+    "lastmile_planner_stops_moved_total", "Planned stops a re-plan moved, by why", ["depot", "trigger"]
+)
+ENGINE_WINS = Counter(
+    "lastmile_planner_engine_wins_total", "Plans kept, by the engine that found them", ["engine"]
+)
+
+
+@dataclass(frozen=True)
+class Day:
+    """A depot-day as stored: what a plan starts from."""
+
+    depot: domain.DepotSpec
+    day: date
+    vehicles: list[domain.VehicleSpec]
+    jobs: dict[str, JobRow]
+    routes: dict[str, RouteRow]
+    positions: dict[str, PositionRow]
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    solved: Solved
+    problem: Problem
+    moved: set[str] = field(default_factory=set)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "engine": self.solved.engine,
+            "solve_s": round(self.solved.seconds, 3),
+            "candidates": self.solved.candidates,
+            "stops_moved": len(self.moved),
+            "jobs": len(self.problem.jobs) + len(self.problem.skipped),
+        }
+
+
+async def load_day(deps: Deps, depot_id: str, day: date) -> Day | None:
+    async with deps.db.read() as session:
+        store = PlannerStore(session)
+        depot = await store.depot(depot_id)
+        if depot is None:
+            return None
+        vehicles = [v.to_spec() for v in await store.vehicles(depot_id)]
+        jobs = {j.order_id: j for j in await store.jobs(depot_id, day)}
+        routes = {r.vehicle_id: r for r in await store.routes(depot_id, day) if r.status != "cancelled"}
+        positions = await store.positions([v.id for v in vehicles])
+    return Day(depot.to_spec(), day, vehicles, jobs, routes, positions)
+
+
+def problem_of(day: Day, now: datetime, max_age_s: int) -> Problem:
+    """The day as the engines' problem: open jobs, each vehicle from where it is, promises as constraints."""
+    during = day.day <= now.astimezone(ZoneInfo(day.depot.timezone)).date()
+    states = [vehicle_state(day, v, now, max_age_s) for v in day.vehicles]
+    open_jobs = [j for j in day.jobs.values() if j.status in OPEN]
+    promised = {j.order_id: p for j in open_jobs if j.status in ("planned", "out") and (p := j.promised)}
+    return planning.build_problem(
+        day.depot,
+        states,
+        [j.to_spec() for j in open_jobs],
+        day.day,
+        now=now if during else None,
+        promised=promised,
+    )
+
+
+def vehicle_state(day: Day, vehicle: domain.VehicleSpec, now: datetime, max_age_s: int) -> VehicleState:
+    route = day.routes.get(vehicle.id)
+    mine = [j for j in day.jobs.values() if j.vehicle_id == vehicle.id]
+    loaded = tuple(sorted(j.order_id for j in mine if j.status == "out"))
+    started = bool(loaded) or (route is not None and route.status == "started")
+    order = route.order_ids() if route is not None else []
+    open_route = tuple(o for o in order if o in day.jobs and day.jobs[o].status in OPEN)
+    done = [j for j in mine if j.status in DONE]
+    position = None
+    if started:
+        seen = day.positions.get(vehicle.id)
+        if seen is not None and (now - seen.recorded_at).total_seconds() <= max_age_s:
+            position = (seen.lat, seen.lon)
+        elif done:  # no fresh position: the last stop it finished
+            last = max(done, key=lambda j: j.done_at or now).to_spec()
+            position = (last.lat, last.lon)
+    return VehicleState(vehicle, started, position, loaded, open_route, len(done))
+
+
+# what a quick insertion answers: new orders, cancellations, and a re-plan asked for with nothing else new
+INSERTABLE = {"order_created", "order_cancelled", "restart", "on_demand"}
+
+
+async def solve_day(
+    deps: Deps,
+    problem: Problem,
+    mode: str,
+    triggers: frozenset[str] = frozenset(),
+    left_out: frozenset[str] = frozenset(),
+) -> Outcome:
+    """`left_out`: orders a plan already could not place; the quick insertion may leave them out again
+    without calling for a full re-plan (which would then run on every new order of a day with one)."""
+    s = deps.settings
+    depart = problem.at(min((v.window[0] for v in problem.input.vehicles), default=0))
+    matrices: dict[str, Matrix] = {}
+    for profile in problem.input.profiles:
+        matrices[profile] = await deps.travel.matrix(problem.locations, profile, depart)
+    problem = problem.with_matrices(matrices)
+    options = SolveOptions(
+        mode="wave" if mode == "wave" else "replan",
+        exploration=s.solver_exploration if mode == "wave" else s.replan_exploration,
+        threads=s.solver_threads,
+        seconds=min(s.solver_timeout_s, 1.0 + 0.01 * len(problem.jobs)),
+        hgs=s.wave_hgs,
+    )
+    began = time.perf_counter()
+    quick = None
+    if mode == "replan" and triggers <= INSERTABLE:  # pure Python: in a thread, so the loop keeps turning
+        quick = await asyncio.to_thread(partial(insertion.insert_new, problem.input, partial=True))
+        if quick is not None and any(
+            problem.jobs[u["id"] - 1].order_id not in left_out for u in quick["unassigned"]
+        ):
+            quick = None  # a new order does not fit as the routes stand: VROOM re-plans
+    if quick is not None:  # new orders fit between the stops as they are: nothing else moves
+        solved = Solved(quick, "insertion", time.perf_counter() - began, {})
+    else:
+        solved = await deps.solver.solve(problem.input, options)
+    solution = solved.solution
+    late = planning.broken_promises(problem, solution)
+    if late and (inp := planning.with_late_stops(problem, solution, late)) is not None:
+        checked = await deps.solver.solve(inp, SolveOptions(mode="check"))
+        solution = planning.merge_checked(solution, checked.solution)
+    if mode != "wave":
+        solution = planning.keep_sequences(problem, solution, s.replan_min_saving)
+    SOLVE_SECONDS.labels(problem.depot.id, mode).observe(time.perf_counter() - began)
+    ENGINE_WINS.labels(solved.engine).inc()
+    plan = await asyncio.to_thread(planning.read_solution, problem, solution, s.promise_margin_s)
+    return Outcome(plan, solved, problem)
+
+
+def mode_for(kind: str, day: Day) -> str:
+    """A wave (or an on-demand plan) searches afresh; a re-plan starts from the routes as they are."""
+    if kind in ("wave", "on_demand"):
+        return "wave"
+    has_routes = any(r.snapshot.get("stops") for r in day.routes.values())
+    return "replan" if has_routes else "wave"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Saving a plan: routes (new versions only where something changed), promises, reasons, the plan record
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of the planner for a depot-day, and the plan records it answers."""
+
+    depot_id: str
+    day: date
+    kind: str  # wave | on_demand | replan
+    triggers: dict[str, int]
+    plan_ids: tuple[str, ...]
+    wave: str | None = None
+
+
+async def save_plan(deps: Deps, run: Run, outcome: Outcome) -> None:
+    now = deps.clock.now()
+    plan, depot = outcome.plan, outcome.problem.depot
+    async with deps.db.transaction() as session:
+        store = PlannerStore(session)
+        jobs = {j.order_id: j for j in await store.jobs(run.depot_id, run.day)}
+        routes = {r.vehicle_id: r for r in await store.routes(run.depot_id, run.day)}
+        before = {
+            v: [o for o in r.order_ids() if _open(jobs, o)]
+            for v, r in routes.items()
+            if r.status != "cancelled"
+        }
+        after = {r.vehicle_id: [s.order_id for s in r.stops if _open(jobs, s.order_id)] for r in plan.routes}
+        outcome.moved = domain.stops_moved(before, after)
+        rows = await _plan_rows(store, run, now)
+        reason = ", ".join(sorted(run.triggers)) or run.kind
+        for planned in plan.routes:
+            stops = [s for s in planned.stops if _open(jobs, s.order_id)]
+            if not stops:
+                continue
+            route = routes.get(planned.vehicle_id)
+            moved_here = len(outcome.moved & {s.order_id for s in stops})
+            route = routes_mod.save_route(
+                session, route, planned, stops, jobs, depot, run.day, rows[0].id, reason, moved_here, now
+            )
+            routes[planned.vehicle_id] = route
+            for stop in stops:
+                routes_mod.schedule(session, jobs[stop.order_id], stop, route, run.day, run.depot_id)
+        routes_mod.cancel_emptied(session, routes, set(after), jobs, now)
+        for order_id, (why, detail) in plan.unassigned.items():
+            job = jobs.get(order_id)
+            if job is not None and _open(jobs, order_id):
+                routes_mod.unassign(session, job, why, detail)
+        _record(rows, outcome, plan, now)
+    for trigger, count in run.triggers.items() or {run.kind: 1}.items():
+        REPLANS.labels(run.depot_id, trigger).inc(count)
+    if outcome.moved:
+        STOPS_MOVED.labels(run.depot_id, reason).inc(len(outcome.moved))
+
+
+def _open(jobs: dict[str, JobRow], order_id: str) -> bool:
+    job = jobs.get(order_id)
+    return job is not None and job.status in OPEN
+
+
+async def _plan_rows(store: PlannerStore, run: Run, now: datetime) -> list[PlanRow]:
+    rows = [row for plan_id in run.plan_ids if (row := await store.plan(plan_id)) is not None]
+    if not rows:
+        row = PlanRow.queued(new_id("pln"), run.depot_id, run.day, run.kind, run.triggers, now, run.wave)
+        row.status = "running"
+        store.session.add(row)
+        rows = [row]
+    return rows
+
+
+def _record(rows: list[PlanRow], outcome: Outcome, plan: Plan, now: datetime) -> None:
+    vehicles = {s.vehicle.id: s.vehicle for s in outcome.problem.states}
+    per_route = [
+        (
+            vehicles[r.vehicle_id],
+            r.distance_m,
+            r.duration_s,
+            int((r.end_at - r.start_at).total_seconds()),
+            len(r.stops),
+            sum(1 for s in r.stops if s.lateness_s > 0),
+        )
+        for r in plan.routes
+    ]
+    for r in per_route:
+        routes_mod.ROUTE_DISTANCE.labels(outcome.problem.depot.id).observe(r[1])
+        routes_mod.ROUTE_DURATION.labels(outcome.problem.depot.id).observe(r[3])
+    kpis = domain.kpis(per_route, plan.unassigned)
+    for row in rows:
+        row.status, row.finished_at = "done", now
+        row.result = {**outcome.result(), "kpis": kpis.to_dict(), "moved": sorted(outcome.moved)[:500]}

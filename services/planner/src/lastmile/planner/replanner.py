@@ -1,0 +1,156 @@
+"""The planner's background work: a debounced queue of depot-days to (re-)plan, and the waves at their cutoffs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+
+from lastmile.common.ids import new_id
+from lastmile.common.runtime import BackgroundTask
+from lastmile.planner import domain
+from lastmile.planner.handlers import Deps
+from lastmile.planner.handlers_plans import Run, load_day, mode_for, problem_of, save_plan, solve_day
+from lastmile.planner.store import PlannerStore, PlanRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Wanted:
+    triggers: Counter[str] = field(default_factory=Counter)
+    plan_ids: list[str] = field(default_factory=list)
+    wave: str | None = None
+
+
+class Replanner(BackgroundTask):
+    """Collects depot-days to plan and plans them one at a time, a short debounce after the last request, so
+    that a burst of orders costs one solve. Days of a depot with waves wait for their first wave."""
+
+    name = "replanner"
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self._pending: dict[tuple[str, date], _Wanted] = {}
+        self._wake = asyncio.Event()
+        self._busy = False
+
+    def request(
+        self, depot_id: str, day: date, trigger: str, plan_id: str | None = None, wave: str | None = None
+    ) -> None:
+        wanted = self._pending.setdefault((depot_id, day), _Wanted())
+        wanted.triggers[trigger] += 1
+        if plan_id is not None:
+            wanted.plan_ids.append(plan_id)
+        wanted.wave = wanted.wave or wave
+        self._wake.set()
+
+    async def start(self) -> None:
+        await super().start()
+        await self.resume()
+
+    @property
+    def idle(self) -> bool:
+        return not self._pending and not self._busy
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.deps.settings.replan_debounce_s)
+            self._wake.clear()
+            batch, self._pending = self._pending, {}
+            self._busy = True
+            try:
+                for (depot_id, day), wanted in sorted(batch.items()):
+                    await self._plan(depot_id, day, wanted)
+            finally:
+                self._busy = False
+
+    async def _plan(self, depot_id: str, day: date, wanted: _Wanted) -> None:
+        kind = "wave" if wanted.wave else ("on_demand" if wanted.plan_ids else "replan")
+        try:
+            await plan_day(
+                self.deps,
+                Run(depot_id, day, kind, dict(wanted.triggers), tuple(wanted.plan_ids), wanted.wave),
+            )
+        except Exception as exc:
+            log.exception("planning %s on %s failed; will retry", depot_id, day)
+            await self._failed(wanted.plan_ids, exc)
+            for trigger, count in wanted.triggers.items():
+                for _ in range(count):
+                    self.request(depot_id, day, trigger, wave=wanted.wave)
+            await asyncio.sleep(1.0)
+
+    async def _failed(self, plan_ids: list[str], exc: Exception) -> None:
+        with contextlib.suppress(Exception):
+            async with self.deps.db.transaction() as session:
+                for plan_id in plan_ids:
+                    row = await PlannerStore(session).plan(plan_id)
+                    if row is not None:
+                        row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
+
+    async def resume(self) -> None:
+        """After a restart: plan every day that has jobs waiting, and every plan still queued."""
+        async with self.deps.db.read() as session:
+            store = PlannerStore(session)
+            for depot in await store.depots():
+                for day in await store.pending_days(depot.id):
+                    self.request(depot.id, day, "restart")
+            for plan in await store.unfinished_plans():
+                self.request(plan.depot_id, plan.service_date, "restart", plan_id=plan.id, wave=plan.wave)
+
+
+async def plan_day(deps: Deps, run: Run) -> bool:
+    """Plan one depot-day; False when there was nothing to do (unknown depot, or its wave has not run yet)."""
+    day = await load_day(deps, run.depot_id, run.day)
+    if day is None:
+        return False
+    if run.kind == "replan" and day.depot.waves:
+        async with deps.db.read() as session:
+            if not await PlannerStore(session).wave_ran(run.depot_id, run.day):
+                return False  # orders wait for the day's wave
+    now = deps.clock.now()
+    problem = await asyncio.to_thread(problem_of, day, now, deps.settings.position_max_age_s)
+    left_out = frozenset(o for o, j in day.jobs.items() if j.status == "unassigned")
+    outcome = await solve_day(deps, problem, mode_for(run.kind, day), frozenset(run.triggers), left_out)
+    await save_plan(deps, run, outcome)
+    return True
+
+
+class WaveScheduler(BackgroundTask):
+    """Starts each depot's waves at their cutoffs (once per wave and day, recorded as a plan)."""
+
+    name = "waves"
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("checking planning waves failed")
+            await asyncio.sleep(self.deps.settings.wave_check_s)
+
+    async def tick(self) -> list[str]:
+        """Queue every wave whose cutoff has passed and that has not run; the ids of the plans queued."""
+        now = self.deps.clock.now()
+        queued = []
+        async with self.deps.db.transaction() as session:
+            store = PlannerStore(session)
+            for depot in await store.depots():
+                for wave, day, _cutoff in domain.due_waves(depot.to_spec(), now):
+                    if await store.wave_ran(depot.id, day, wave.cutoff):
+                        continue
+                    row = PlanRow.queued(
+                        new_id("pln"), depot.id, day, "wave", {"wave": 1}, now, wave=wave.cutoff
+                    )
+                    session.add(row)
+                    queued.append((depot.id, day, row.id, wave.cutoff))
+        for depot_id, day, plan_id, cutoff in queued:
+            self.deps.replanner.request(depot_id, day, "wave", plan_id=plan_id, wave=cutoff)
+        return [q[2] for q in queued]
