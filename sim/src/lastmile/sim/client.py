@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,8 +44,6 @@ class Platform:
                     raise
                 continue
             if reply.status_code in (429, 502, 503) and attempt < 4:
-                import asyncio
-
                 await asyncio.sleep(float(reply.headers.get("Retry-After", "0.5")))
                 continue
             return reply
@@ -147,19 +146,16 @@ class Platform:
         reply = await self._call("POST", url, headers=self.device(device), json=body)
         return reply.status_code
 
-    async def driver_route(self, device: Device, depot_id: str, day: str) -> dict[str, Any] | None:
-        """The vehicle's current route as its driver's app sees it."""
-        reply = await self._call("GET", self.urls["planner"] + f"/v1/drivers/{device.vehicle_id}/route", headers=self.device(device))
-        if reply.status_code == 200:
-            result: dict[str, Any] = reply.json()
-            return result
-        if reply.status_code != 404 or "detail" in reply.text and "route" in reply.text.lower():
+    async def driver_route(self, device: Device, day: str) -> dict[str, Any] | None:
+        """The vehicle's route that day as its driver's app sees it; None when it has none."""
+        url = self.urls["planner"] + f"/v1/drivers/{device.vehicle_id}/route"
+        reply = await self._call("GET", url, headers=self.device(device), params={"date": day})
+        if reply.status_code == 404:
             return None
-        # planners without a driver route endpoint: the ops view, filtered to this vehicle
-        for route in await self.routes(depot_id, day):
-            if route.get("vehicle_id") == device.vehicle_id:
-                return route
-        return None
+        if reply.status_code >= 400:
+            raise PlatformError(f"driver route: {reply.status_code} {reply.text[:200]}")
+        result: dict[str, Any] = reply.json()
+        return result
 
     # ---- customers
     async def track(self, tracking_url: str) -> dict[str, Any] | None:

@@ -66,7 +66,7 @@ class Driver:
     async def _work(self, until: datetime) -> None:
         day = self.shift[0].date().isoformat()
         while self.clock.now() < until:
-            route = await self.platform.driver_route(self.device, self.depot_id, day)
+            route = await self.platform.driver_route(self.device, day)
             stops = self._remaining(route)
             self.upcoming = stops
             if not stops:
