@@ -346,6 +346,7 @@ class LocationReported(Payload):
     accuracy_m: float | None = None
     battery: float | None = None
     suspect: bool = False
+    altitude_m: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -390,6 +391,7 @@ class EtaChanged(Payload):
     stops_before: int = 0
     arriving_soon: bool = False
     at: AwareDatetime
+    position_at: AwareDatetime | None = None  # when the position this ETA was computed from was recorded
 
 
 @event("lastmile.delivery.arrived", DELIVERIES)

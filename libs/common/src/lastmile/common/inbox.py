@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,3 +30,15 @@ async def claim(session: AsyncSession, consumer: str, event_id: str) -> bool:
     insert: Any = postgresql.insert(inbox_table) if dialect == "postgresql" else sqlite.insert(inbox_table)
     result = await session.execute(insert.values(values).on_conflict_do_nothing())
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def claim_many(session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> set[str]:
+    """Record several events at once; returns the ids this transaction claimed (the others were handled)."""
+    if not event_ids:
+        return set()
+    now = utcnow()
+    rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert: Any = postgresql.insert(inbox_table) if dialect == "postgresql" else sqlite.insert(inbox_table)
+    statement = insert.values(rows).on_conflict_do_nothing().returning(inbox_table.c.event_id)
+    return set((await session.execute(statement)).scalars())
