@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lastmile.common.bus import Bus, EventHandler, Subscription, make_bus
+from lastmile.common.bus import BatchHandler, Bus, EventHandler, Subscription, make_bus
 from lastmile.common.clock import Clock
 from lastmile.common.db import Database, is_transient
 from lastmile.common.events import Payload
@@ -43,7 +43,13 @@ class Runtime:
         self.subscriptions: list[Subscription] = []
 
     def subscription(
-        self, handlers: Mapping[type[Payload], EventHandler], *, group: str | None = None, inbox: bool = True
+        self,
+        handlers: Mapping[type[Payload], EventHandler],
+        *,
+        group: str | None = None,
+        inbox: bool = True,
+        batch_handlers: Mapping[type[Payload], BatchHandler] | None = None,
+        inbox_exempt: frozenset[type[Payload]] = frozenset(),
     ) -> Subscription:
         return Subscription(
             service=self.service,
@@ -53,6 +59,8 @@ class Runtime:
             inbox=inbox,
             max_attempts=self.settings.consumer_max_attempts,
             max_event_bytes=self.settings.max_event_bytes,
+            batch_handlers=dict(batch_handlers or {}),
+            inbox_exempt=inbox_exempt,
         )
 
     async def start(self, migrations: Path, subscriptions: Sequence[Subscription] = ()) -> None:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lastmile.common import metrics
-from lastmile.common.bus import Bus, EventHandler
+from lastmile.common.bus import BatchHandler, Bus, EventHandler
 from lastmile.common.clock import Clock
 from lastmile.common.errors import PROBLEM_JSON, LastmileError, install_problem_handlers
 from lastmile.common.events import Payload
@@ -154,10 +154,13 @@ def service_app(
     clock: Clock | None = None,
     background: Callable[[D], Sequence[Background]] = lambda deps: (),
     body_limits: Mapping[str, int] | None = None,
+    batch_subscriptions: Callable[[D], Mapping[type[Payload], BatchHandler]] | None = None,
+    inbox_exempt: frozenset[type[Payload]] = frozenset(),
 ) -> FastAPI:
     """The composition every service shares: runtime (database, bus, relay, consumers), deps, routers.
 
     `background` names the service's own long-running tasks (started after the runtime, stopped before it).
+    `batch_subscriptions` and `inbox_exempt` are passed to the service's subscription (see `Subscription`).
     """
 
     @asynccontextmanager
@@ -165,7 +168,11 @@ def service_app(
         runtime = Runtime(settings, bus=bus, clock=clock)
         deps = make_deps(runtime)
         app.state.runtime, app.state.deps = runtime, deps
-        await runtime.start(migrations, [runtime.subscription(subscriptions(deps))])
+        batch = batch_subscriptions(deps) if batch_subscriptions else None
+        subscription = runtime.subscription(
+            subscriptions(deps), batch_handlers=batch, inbox_exempt=inbox_exempt
+        )
+        await runtime.start(migrations, [subscription])
         tasks = list(background(deps))
         try:
             for task in tasks:

@@ -1,0 +1,114 @@
+"""What every use case of the tracker is given (Deps), and the small in-process helpers it holds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lastmile.common.clock import Clock
+from lastmile.common.db import Database
+from lastmile.common.ratelimit import RateLimiter
+from lastmile.tracker.domain import Limits
+from lastmile.tracker.domain_eta import EtaConfig, Plan
+from lastmile.tracker.settings import TrackerSettings
+
+if TYPE_CHECKING:
+    from lastmile.tracker.handlers_pings import Ingestor
+
+SOURCE = "tracker"
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    vehicle_id: str
+
+
+class DeviceCache:
+    """Device keys seen recently, so that a phone reporting every second costs no query per request. A key
+    revoked here is forgotten at once; on other replicas it works until its entry expires (`ttl_s`)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[Device, float]] = {}
+
+    def get(self, key_hash: str) -> Device | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, key_hash: str, device: Device) -> None:
+        if self.ttl_s > 0:
+            if len(self._entries) > 100_000:
+                self._entries.clear()
+            self._entries[key_hash] = (device, time.monotonic() + self.ttl_s)
+
+    def forget(self, device_id: str) -> None:
+        for key, (device, _) in list(self._entries.items()):
+            if device.id == device_id:
+                del self._entries[key]
+
+
+class Changes:
+    """In-process wake-ups for live streams (tracking pages, the ops feed): which vehicles changed. Streams
+    also poll the database on a timer, which shows them what other replicas changed."""
+
+    def __init__(self) -> None:
+        self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    def notify(self, keys: Iterable[str]) -> None:
+        for key in (*keys, "*"):
+            for event in self._watchers.get(key, ()):
+                event.set()
+
+    @contextlib.contextmanager
+    def watch(self, keys: Iterable[str]) -> Iterator[asyncio.Event]:
+        """An event set whenever one of `keys` changes ('*': any)."""
+        event = asyncio.Event()
+        watched = list(keys)
+        for key in watched:
+            self._watchers[key].add(event)
+        try:
+            yield event
+        finally:
+            for key in watched:
+                self._watchers[key].discard(event)
+                if not self._watchers[key]:
+                    del self._watchers[key]
+
+
+class PlanCache:
+    """Parsed route snapshots by (route, version): a version never changes, so entries never go stale."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._plans: dict[tuple[str, int], Plan] = {}
+
+    def get(self, route_id: str, version: int) -> Plan | None:
+        return self._plans.get((route_id, version))
+
+    def put(self, route_id: str, version: int, plan: Plan) -> Plan:
+        if len(self._plans) >= self.size:
+            self._plans.clear()
+        self._plans[(route_id, version)] = plan
+        return plan
+
+
+@dataclass(frozen=True)
+class Deps:
+    db: Database
+    clock: Clock
+    settings: TrackerSettings
+    limits: Limits
+    eta: EtaConfig
+    devices: DeviceCache
+    changes: Changes
+    plans: PlanCache
+    rates: RateLimiter
+    ingestor: Ingestor
