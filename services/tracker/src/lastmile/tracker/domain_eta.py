@@ -9,6 +9,7 @@ vehicle's pace, the ratio of its actual to its planned leg times, learnt as it g
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -99,8 +100,20 @@ class Plan:
             min(3.0, max(1.0, dist / straight)) if straight > 100 else DEFAULT_CIRCUITY,
         )
 
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {s.order_id: i for i, s in enumerate(self.stops)}
+
     def stop(self, order_id: str | None) -> PlannedStop | None:
-        return next((s for s in self.stops if s.order_id == order_id), None)
+        index = self._index.get(order_id) if order_id else None
+        return None if index is None else self.stops[index]
+
+    def after(self, order_id: str | None) -> PlannedStop | None:
+        """The stop the plan drives to from this one (None: from the depot)."""
+        index = -1 if order_id is None else self._index.get(order_id)
+        if index is None or index + 1 >= len(self.stops):
+            return None
+        return self.stops[index + 1]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,11 +261,12 @@ def _follow(plan: Plan, step: Step, fix: Fix, weight: float, cfg: EtaConfig) -> 
     for stop in plan.stops:
         state = progress.stops[stop.order_id]
         if state.status == "arrived":
-            if distance_m(fix.lat, fix.lon, stop.lat, stop.lon) > cfg.departure_radius_m:
+            away = distance_m(fix.lat, fix.lon, stop.lat, stop.lon)
+            if away > cfg.departure_radius_m:
                 state.status = "visited"  # the leg from here began when it was last seen here
-            else:
+            elif away <= cfg.arrival_radius_m:
                 progress.origin.at = fix.at
-    at_depot = distance_m(fix.lat, fix.lon, plan.start_lat, plan.start_lon) <= cfg.departure_radius_m
+    at_depot = distance_m(fix.lat, fix.lon, plan.start_lat, plan.start_lon) <= cfg.arrival_radius_m
     if progress.origin.order_id is None and at_depot:
         progress.origin.at = max(progress.origin.at, fix.at)
     slack = min(fix.accuracy_m or 0.0, cfg.arrival_radius_m)
@@ -369,12 +383,8 @@ def _follows(plan: Plan, origin: Origin, stop: PlannedStop) -> bool:
     """Is `stop` the one the plan drives to next from `origin` (a stop, or the depot)?"""
     if origin.order_id == "":
         return False
-    if origin.order_id is None:
-        return bool(plan.stops) and plan.stops[0].order_id == stop.order_id
-    index = next((i for i, s in enumerate(plan.stops) if s.order_id == origin.order_id), None)
-    return (
-        index is not None and index + 1 < len(plan.stops) and plan.stops[index + 1].order_id == stop.order_id
-    )
+    following = plan.after(origin.order_id)
+    return following is not None and following.order_id == stop.order_id
 
 
 def _estimate(plan: Plan, lat: float, lon: float, stop: PlannedStop) -> float:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastmile.common import events as ev
 from lastmile.common import outbox
+from lastmile.common.db import Database
 from lastmile.common.errors import Conflict, NotFound, Unprocessable
 from lastmile.tracker import domain
 from lastmile.tracker import domain_eta as engine
@@ -64,6 +65,11 @@ async def complete_stop(order_id: str, cmd: CompleteStop, device: Device, deps: 
         outbox.add(session, event, source=SOURCE)
         if route is not None:
             await _finish_when_done(store, route, now)
+        tracking = await store.tracking_of(order_id)
+        if tracking is not None and cmd.outcome == "delivered":
+            tracking.expires_at = at + timedelta(seconds=deps.settings.tracking_grace_s)
+        vehicle = device.vehicle_id
+        Database.after_commit(session, lambda: deps.changes.notify([order_id, vehicle]))
     return stop
 
 
