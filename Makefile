@@ -30,13 +30,18 @@ $(VENV)/.installed: constraints.txt requirements-dev.txt $(PACKAGES:%=%/pyprojec
 	$(PY) -m pip install -q -c constraints.txt -r requirements-dev.txt $(PACKAGES:%=-e %)
 	@touch $@
 
-# Java and Maven fetch and run the Kafka broker; PostgreSQL comes from Debian's packages (tools/pg/pg.sh).
+# Java and Maven fetch and run the Kafka broker; PostgreSQL comes from Debian's packages (tools/pg/pg.sh);
+# Chromium (Debian's, never a downloaded build) runs the tracking page's browser tests.
 system-deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  echo "installing Java and Maven from Debian's packages"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq default-jdk-headless maven >/dev/null; }
 	@tools/pg/pg.sh install
+	@command -v chromium >/dev/null || { \
+	  echo "installing Chromium from Debian's packages (the tracking page's browser tests)"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
 
 # ---------------------------------------------------------------------------------------------------------
 # The two commands
