@@ -6,18 +6,21 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := libs/common services/order-intake services/planner services/tracker services/notifier sim
-SOURCES := $(wildcard $(PACKAGES:%=%/src) $(PACKAGES:%=%/tests) tests bench) conftest.py
+DEPLOY_SCRIPTS := deploy/grafana/generate_dashboards.py deploy/prometheus/generate_rules.py
+SOURCES := $(wildcard $(PACKAGES:%=%/src) $(PACKAGES:%=%/tests) tests bench) conftest.py $(DEPLOY_SCRIPTS)
 PYTEST := $(PY) -m pytest -p no:randomly
 export LASTMILE_SHARED ?= $(abspath ../shared)
 
-.PHONY: run test unit service integration e2e lint format venv infra-up infra-down infra-status \
-        events-doc k8s up down lock clean help
+.PHONY: run test unit service integration e2e deploy-tests lint format venv infra-up infra-down infra-status \
+        events-doc k8s up down lock clean help check-deploy deploy-gen system-deps
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
 	@echo "make test       every test tier plus lint, against a real Kafka broker and PostgreSQL it starts"
 	@echo "make unit | service | integration | e2e | lint     one tier"
 	@echo "make infra-up | infra-down                         Kafka and PostgreSQL for local development"
+	@echo "make check-deploy   manifests, compose file, alert rules, and dashboards against a scraped stack"
+	@echo "make deploy-gen     regenerate the dashboards' JSON and the PrometheusRule after editing their sources"
 
 # ---------------------------------------------------------------------------------------------------------
 # Set-up
@@ -42,6 +45,11 @@ system-deps:
 	  echo "installing Chromium from Debian's packages (the tracking page's browser tests)"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "installing Prometheus (promtool, and the server the dashboard test scrapes with) from Debian's packages"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v kubectl >/dev/null || { echo "kubectl is needed for make check-deploy (kubectl kustomize)"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------------------
 # The two commands
@@ -51,7 +59,7 @@ run: venv
 
 test: venv system-deps
 	@tools/kafka/kafka.sh fetch
-	LASTMILE_REQUIRE_INFRA=1 tools/with-infra.sh $(MAKE) --no-print-directory lint unit service integration e2e
+	LASTMILE_REQUIRE_INFRA=1 tools/with-infra.sh $(MAKE) --no-print-directory lint unit service integration e2e deploy-tests
 
 # ---------------------------------------------------------------------------------------------------------
 # Tiers
@@ -70,12 +78,25 @@ integration: venv
 	$(PYTEST) -q --timeout 300 -m integration $(TEST_DIRS)
 
 e2e: venv
-	$(PYTEST) -v -m e2e --timeout 600 tests
+	$(PYTEST) -v -m e2e --timeout 600 tests --ignore=tests/deploy
+
+# Deployment: kustomize renders and schemas, the Compose specification, promtool, and a real Prometheus scraping a
+# running stack for every dashboard query (tests/deploy). `check-deploy` also sets up what it needs.
+deploy-tests: venv
+	$(PYTEST) -v --timeout 300 tests/deploy
+
+check-deploy: venv system-deps
+	@tools/kafka/kafka.sh fetch
+	LASTMILE_REQUIRE_INFRA=1 tools/with-infra.sh $(MAKE) --no-print-directory deploy-tests
+
+deploy-gen: venv
+	$(PY) deploy/grafana/generate_dashboards.py
+	$(PY) deploy/prometheus/generate_rules.py
 
 lint: venv
 	$(PY) -m ruff check $(SOURCES)
 	$(PY) -m ruff format --check $(SOURCES)
-	$(PY) -m mypy $(PACKAGES:%=%/src) $(wildcard bench/*.py)
+	$(PY) -m mypy $(PACKAGES:%=%/src) $(wildcard bench/*.py) $(DEPLOY_SCRIPTS)
 
 format: venv
 	$(PY) -m ruff check --fix $(SOURCES)
@@ -103,7 +124,7 @@ events-doc: venv
 	$(PY) -m lastmile.common.catalog docs/events
 
 k8s:
-	kubectl kustomize deploy/k8s
+	kubectl kustomize deploy/k8s/overlays/$(or $(OVERLAY),development)
 
 up down:
 	@echo "docker compose $@: needs a Docker engine (none on CI machines); the file is validated by make test"

@@ -14,3 +14,12 @@ def test_a_fast_clock_runs_ahead_by_its_speed() -> None:
 
 def test_the_default_clock_is_the_wall_clock() -> None:
     assert abs((Clock().now() - datetime.now(UTC)).total_seconds()) < 1
+
+
+def test_processes_sharing_epoch_and_anchor_agree_whenever_they_started() -> None:
+    epoch = datetime(2026, 12, 1, 6, tzinfo=UTC)
+    first = Clock(speed=100.0, epoch=epoch, anchor=time.time() - 10)
+    time.sleep(0.05)
+    second = Clock(speed=100.0, epoch=epoch, anchor=first.anchor)
+    assert abs((first.now() - second.now()).total_seconds()) < 2
+    assert 990 <= (second.now() - epoch).total_seconds() <= 1100  # 10 s real at 100x

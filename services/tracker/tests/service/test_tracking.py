@@ -174,3 +174,37 @@ class TestRoutes:
         assert (
             await tracker.client.post("/v1/routes/rte_2/start", headers=tracker.driver)
         ).status_code == 404
+
+
+async def test_completed_stops_count_as_on_time_only_inside_their_promised_window(
+    tracker: Any, make_route: Any
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from lastmile.common import events as ev
+
+    planned = make_route("veh_1", stops("ord_now", "ord_later"))
+    windows = [
+        (NOW - timedelta(hours=1), NOW + timedelta(hours=1)),
+        (NOW + timedelta(hours=5), NOW + timedelta(hours=6)),
+    ]
+    route_stops = [
+        s.model_copy(update={"promised_window": ev.TimeWindow(start=w[0], end=w[1])})
+        for s, w in zip(planned.stops, windows, strict=True)
+    ]
+    await tracker.publish(planned.model_copy(update={"stops": route_stops}))
+
+    def count(on_time: str) -> float:
+        labels = {"outcome": "delivered", "on_time": on_time}
+        return REGISTRY.get_sample_value("lastmile_tracker_stops_completed_total", labels) or 0.0
+
+    def eta_errors() -> float:
+        return REGISTRY.get_sample_value("lastmile_tracker_eta_error_seconds_count") or 0.0
+
+    before = (count("true"), count("false"), eta_errors())
+    for order in ("ord_now", "ord_later"):
+        reply = await tracker.client.post(
+            f"/v1/stops/{order}/complete", json={"outcome": "delivered"}, headers=tracker.driver
+        )
+        assert reply.status_code == 200, reply.text
+    assert (count("true"), count("false"), eta_errors()) == (before[0] + 1, before[1] + 1, before[2] + 2)

@@ -10,21 +10,28 @@ from datetime import UTC, datetime, timedelta
 
 @dataclass(frozen=True)
 class Clock:
-    """`now()` runs at `speed` times real time from `epoch` (the real time when speed is 1 and epoch unset).
+    """`now()` is `epoch` at the real Unix time `anchor`, and runs `speed` times faster than real time.
 
-    Every service reads time through its clock; `make run` and the simulator set the same epoch and speed on
-    all of them so that a compressed day looks the same everywhere.
+    With neither set it is the wall clock. Every service reads time through its clock; the simulator gives all
+    of them the same epoch, anchor and speed (settings `LASTMILE_CLOCK_*`), so that separate processes agree on
+    the simulated time of day.
     """
 
     speed: float = 1.0
     epoch: datetime | None = None
-    _real_start: float = field(default_factory=time.time, compare=False)
+    anchor: float | None = None
+    _started: float = field(default_factory=time.time, compare=False)
+
+    @property
+    def is_wall_clock(self) -> bool:
+        return self.epoch is None and self.speed == 1.0
 
     def now(self) -> datetime:
-        if self.epoch is None and self.speed == 1.0:
+        if self.is_wall_clock:
             return datetime.now(UTC)
-        start = self.epoch or datetime.fromtimestamp(self._real_start, UTC)
-        return start + timedelta(seconds=(time.time() - self._real_start) * self.speed)
+        anchor = self.anchor if self.anchor is not None else self._started
+        start = self.epoch or datetime.fromtimestamp(anchor, UTC)
+        return start + timedelta(seconds=(time.time() - anchor) * self.speed)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep for `seconds` of clock time."""

@@ -44,6 +44,7 @@ class CommonSettings(BaseSettings):
 
     clock_speed: float = Field(default=1.0, gt=0)
     clock_epoch: datetime | None = None
+    clock_anchor: float | None = None  # real Unix time at which the clock reads clock_epoch
 
     outbox_poll_seconds: float = 0.5
     outbox_batch: int = 500
@@ -57,4 +58,4 @@ class CommonSettings(BaseSettings):
         return value
 
     def clock(self) -> Clock:
-        return Clock(speed=self.clock_speed, epoch=self.clock_epoch)
+        return Clock(speed=self.clock_speed, epoch=self.clock_epoch, anchor=self.clock_anchor)

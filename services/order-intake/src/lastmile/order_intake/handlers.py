@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,10 @@ from lastmile.order_intake.settings import IntakeSettings
 from lastmile.order_intake.store import ApiKeyRow, IntakeStore, MerchantRow, OrderRow, StatusRow
 
 SOURCE = "order-intake"
+
+ORDERS_RECEIVED = Counter(
+    "lastmile_order_intake_orders_received_total", "Orders accepted, by merchant id", ["merchant"]
+)
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ async def accept_order(cmd: domain.CreateOrder, merchant: Merchant, deps: Deps) 
         if existing is None:
             raise
         raise _duplicate(existing) from exc
+    ORDERS_RECEIVED.labels(merchant.id).inc()
     return await get_order(order.order_id, merchant, deps)
 
 

@@ -22,9 +22,9 @@ from lastmile.tracker.store import RouteRow, StopRow, TrackerStore
 ETA_CHANGES = Counter("lastmile_tracker_eta_changes_total", "EtaChanged events published")
 ARRIVALS = Counter("lastmile_tracker_arrivals_total", "Arrivals at stops detected from positions")
 DELAYS = Counter("lastmile_tracker_delays_total", "DeliveryDelayed events published")
-ETA_ERROR = Histogram(
-    "lastmile_tracker_eta_error_seconds",
-    "Absolute error of the arrival time as known a horizon before the actual arrival: the live ETA, and the plan",
+ETA_HORIZON_ERROR = Histogram(
+    "lastmile_tracker_eta_horizon_error_seconds",
+    "How far the arrival time known a horizon before the actual arrival was from it: the live ETA, and the plan",
     ["horizon", "source"],
     buckets=(30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200),
 )
@@ -142,7 +142,7 @@ async def apply(
     ARRIVALS.inc(sum(isinstance(e, ev.Arrived) for e in step.events))
     DELAYS.inc(sum(isinstance(e, ev.DeliveryDelayed) for e in step.events))
     for error in step.errors:
-        ETA_ERROR.labels(f"{error.horizon_s // 60}m", error.source).observe(error.error_s)
+        ETA_HORIZON_ERROR.labels(f"{error.horizon_s // 60}m", error.source).observe(error.error_s)
     vehicle = route.vehicle_id
     Database.after_commit(session, lambda: deps.changes.notify([vehicle]))
 

@@ -33,6 +33,9 @@ from lastmile.tracker.store import TrackerStore, VehicleStateRow
 
 log = logging.getLogger(__name__)
 
+PINGS = Counter(
+    "lastmile_tracker_pings_total", "Pings received, by outcome (see domain.ACCEPTED, REJECTED)", ["outcome"]
+)
 PINGS_ACCEPTED = Counter("lastmile_tracker_pings_accepted_total", "Pings stored and published", ["door"])
 PINGS_FLAGGED = Counter(
     "lastmile_tracker_pings_flagged_total",
@@ -46,7 +49,8 @@ INGEST_LATENCY = Histogram(
     ["door"],
     buckets=LATENCY_BUCKETS,
 )
-ACTIVE_VEHICLES = Gauge("lastmile_tracker_active_vehicles", "Vehicles that reported in the last few minutes")
+VEHICLES_ACTIVE = Gauge("lastmile_tracker_vehicles_active", "Vehicles that reported in the last few minutes")
+ROUTES_ACTIVE = Gauge("lastmile_tracker_routes_active", "Routes being driven (started, not finished)")
 POSITIONS_PURGED = Counter("lastmile_tracker_positions_purged_total", "Positions deleted after retention")
 
 Item = PingIn | Outcome  # a parsed ping, or why it could not be parsed
@@ -263,6 +267,8 @@ def _location(job: _Job, ping: PingIn, suspect: bool) -> ev.LocationReported:
 
 
 def _count(door: str, tally: Tally[str]) -> None:
+    for outcome, n in tally.items():
+        PINGS.labels(outcome).inc(n)
     accepted = sum(tally[o] for o in domain.ACCEPTED)
     if accepted:
         PINGS_ACCEPTED.labels(door).inc(accepted)
@@ -275,7 +281,8 @@ def _count(door: str, tally: Tally[str]) -> None:
 
 
 class Housekeeper:
-    """Deletes positions older than the retention period, and keeps the active-vehicles gauge current."""
+    """Deletes positions older than the retention period, and keeps the active vehicles and routes gauges
+    current."""
 
     def __init__(self, db: Database, clock: Clock, settings: TrackerSettings) -> None:
         self.db, self.clock, self.settings = db, clock, settings
@@ -315,9 +322,11 @@ class Housekeeper:
             if deleted < batch:
                 return total
 
-    async def count_active(self) -> int:
+    async def count_active(self) -> tuple[int, int]:
         since = self.clock.now() - timedelta(seconds=self.settings.active_vehicle_s)
         async with self.db.read() as session:
-            active = await TrackerStore(session).active_vehicles(since)
-        ACTIVE_VEHICLES.set(active)
-        return active
+            store = TrackerStore(session)
+            vehicles, routes = await store.active_vehicles(since), await store.routes_started()
+        VEHICLES_ACTIVE.set(vehicles)
+        ROUTES_ACTIVE.set(routes)
+        return vehicles, routes

@@ -8,6 +8,7 @@ import binascii
 import hashlib
 from datetime import datetime, timedelta
 
+from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastmile.common import events as ev
@@ -22,6 +23,16 @@ from lastmile.tracker.domain_eta import Progress, Step
 from lastmile.tracker.handlers_eta import apply, plan_of
 from lastmile.tracker.store import ProofImageRow, RouteRow, StopRow, TrackerStore
 
+STOPS_COMPLETED = Counter(
+    "lastmile_tracker_stops_completed_total",
+    "Stops completed, by outcome and whether inside the window promised to the customer",
+    ["outcome", "on_time"],
+)
+ETA_ERROR = Histogram(
+    "lastmile_tracker_eta_error_seconds",
+    "How far the stop's last ETA was from its completion, either way",
+    buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200),
+)
 DONE = ("delivered", "failed")
 NOT_ATTEMPTED = "not attempted: the route was finished"
 
@@ -65,12 +76,21 @@ async def complete_stop(order_id: str, cmd: CompleteStop, device: Device, deps: 
         outbox.add(session, event, source=SOURCE)
         if route is not None:
             await _finish_when_done(store, route, now)
+        _count_completion(stop, cmd, at)
         tracking = await store.tracking_of(order_id)
         if tracking is not None and cmd.outcome == "delivered":
             tracking.expires_at = at + timedelta(seconds=deps.settings.tracking_grace_s)
         vehicle = device.vehicle_id
         Database.after_commit(session, lambda: deps.changes.notify([order_id, vehicle]))
     return stop
+
+
+def _count_completion(stop: StopRow, cmd: CompleteStop, at: datetime) -> None:
+    window = (stop.promised_start, stop.promised_end)
+    on_time = window[0] is not None and window[1] is not None and window[0] <= at <= window[1]
+    STOPS_COMPLETED.labels(cmd.outcome, str(on_time).lower()).inc()
+    if stop.eta is not None:
+        ETA_ERROR.observe(abs((at - stop.eta).total_seconds()))
 
 
 def _image(kind: str, image: ProofImage | None, deps: Deps) -> tuple[str, bytes] | None:

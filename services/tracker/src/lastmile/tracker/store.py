@@ -262,6 +262,10 @@ class TrackerStore:
         )
         return int((await self.session.execute(query)).scalar_one())
 
+    async def routes_started(self) -> int:
+        query = sa.select(sa.func.count()).select_from(RouteRow).where(RouteRow.status == "started")
+        return int((await self.session.execute(query)).scalar_one())
+
     async def purge_positions(self, before: datetime, batch: int) -> int:
         """Delete up to `batch` positions received before `before`; returns how many."""
         oldest = (
