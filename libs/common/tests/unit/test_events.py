@@ -47,3 +47,26 @@ def test_an_unknown_type_is_refused() -> None:
 def test_an_envelope_without_a_time_zone_is_refused() -> None:
     with pytest.raises(ValidationError):
         ev.Envelope(id=uuid.uuid4(), type="t", source="x", subject="s", time=datetime(2026, 1, 1), data={})
+
+
+def test_envelope_bytes_are_the_envelopes_own() -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    from lastmile.common import events as ev
+
+    at = datetime(2026, 12, 1, 9, 30, 1, 123456, tzinfo=UTC)
+    payload = ev.LocationReported(
+        vehicle_id="veh_1",
+        device_id="dev_1",
+        lat=48.1,
+        lon=11.5,
+        recorded_at=at,
+        received_at=at,
+        speed_mps=3.25,
+    )
+    event_id = uuid.uuid4()
+    fast_id, fast = payload.envelope_bytes("tracker", time=at, id=event_id)
+    assert fast_id == event_id
+    assert fast == payload.envelope("tracker", time=at, id=event_id).to_bytes()
+    assert ev.decode(fast)[1] == payload

@@ -91,15 +91,33 @@ class Track:
     streak: int = 0
 
 
+@dataclass(frozen=True)
+class TimeWindow:
+    """The times a ping received at one moment may have: not in the future beyond skew, not too old."""
+
+    earliest: datetime
+    latest: datetime
+
+    @classmethod
+    def around(cls, now: datetime, limits: Limits) -> TimeWindow:
+        return cls(
+            now - timedelta(seconds=limits.max_age_s), now + timedelta(seconds=limits.max_future_skew_s)
+        )
+
+    def judge(self, ping: PingIn) -> Outcome | None:
+        """A reason to refuse the ping from its fix and time alone, or None."""
+        if ping.lat == 0 and ping.lon == 0:
+            return "no_fix"  # what phones send before they have a fix
+        if ping.recorded_at > self.latest:
+            return "future"
+        if ping.recorded_at < self.earliest:
+            return "too_old"
+        return None
+
+
 def judge_time(ping: PingIn, now: datetime, limits: Limits) -> Outcome | None:
-    """A reason to refuse the ping from its time alone, or None."""
-    if ping.lat == 0 and ping.lon == 0:
-        return "no_fix"  # what phones send before they have a fix
-    if ping.recorded_at > now + timedelta(seconds=limits.max_future_skew_s):
-        return "future"
-    if ping.recorded_at < now - timedelta(seconds=limits.max_age_s):
-        return "too_old"
-    return None
+    """A reason to refuse the ping from its fix and time alone, or None."""
+    return TimeWindow.around(now, limits).judge(ping)
 
 
 def plausible(a: Fix, b: Fix, limits: Limits) -> bool:

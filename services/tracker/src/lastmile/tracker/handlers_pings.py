@@ -156,12 +156,13 @@ class Ingestor:
             for job in jobs:
                 batch.judge(job)
             inserted = await store.add_positions(batch.rows)
+            published = []
             for job, index, ping in batch.accepted:
                 if (job.device.id, ping.recorded_at) not in inserted:
                     job.outcomes[index] = "duplicate"  # stored by an earlier request (a retry)
                     continue
-                outcome = job.outcomes[index]
-                outbox.add(session, _location(job, ping, outcome == "suspect"), source=SOURCE)
+                published.append(_location(job, ping, job.outcomes[index] == "suspect"))
+            outbox.add_many(session, published, source=SOURCE)
             moved = batch.save(session, states, self.clock.now())
             session.info.setdefault("after_commit", []).append(lambda: self.changes.notify(moved))
 
@@ -181,8 +182,9 @@ class _Batch:
         job.outcomes = [item if isinstance(item, str) else None for item in job.items]
         pings = [(i, p) for i, p in enumerate(job.items) if isinstance(p, PingIn)]
         vehicle = job.device.vehicle_id
+        window = domain.TimeWindow.around(job.received_at, self.limits)
         for index, ping in sorted(pings, key=lambda ip: ip[1].recorded_at):
-            outcome = domain.judge_time(ping, job.received_at, self.limits)
+            outcome = window.judge(ping)
             key = (job.device.id, ping.recorded_at)
             if outcome is None and key in self._seen:
                 outcome = "duplicate"
@@ -250,7 +252,8 @@ def _row(job: _Job, ping: PingIn, suspect: bool) -> dict[str, Any]:
 
 
 def _location(job: _Job, ping: PingIn, suspect: bool) -> ev.LocationReported:
-    return ev.LocationReported(
+    # Every value was validated as the ping came in (PingIn's ranges are within the event's).
+    return ev.LocationReported.model_construct(
         vehicle_id=job.device.vehicle_id,
         device_id=job.device.id,
         lat=ping.lat,

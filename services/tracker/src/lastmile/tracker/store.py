@@ -100,6 +100,32 @@ positions = sa.Table(
 )
 
 
+POSITION_COLUMNS = (
+    "device_id",
+    "recorded_at",
+    "vehicle_id",
+    "lat",
+    "lon",
+    "received_at",
+    "speed_mps",
+    "heading",
+    "accuracy_m",
+    "altitude_m",
+    "battery",
+    "suspect",
+)
+_INSERT_POSITIONS = sa.text(
+    "INSERT INTO positions (device_id, recorded_at, vehicle_id, lat, lon, received_at, speed_mps, heading, "
+    "accuracy_m, altitude_m, battery, suspect) "
+    "SELECT * FROM unnest(CAST(:device_id AS varchar[]), CAST(:recorded_at AS timestamptz[]), "
+    "CAST(:vehicle_id AS varchar[]), CAST(:lat AS float8[]), CAST(:lon AS float8[]), "
+    "CAST(:received_at AS timestamptz[]), CAST(:speed_mps AS float8[]), CAST(:heading AS float8[]), "
+    "CAST(:accuracy_m AS float8[]), CAST(:altitude_m AS float8[]), CAST(:battery AS float8[]), "
+    "CAST(:suspect AS boolean[])) "
+    "ON CONFLICT DO NOTHING RETURNING device_id, recorded_at"
+)
+
+
 class VehicleStateRow(Base):
     """Each vehicle's live position (its latest plausible fix) and what judging its next ping needs."""
 
@@ -222,10 +248,14 @@ class TrackerStore:
         """Insert; returns (device, time) of those that were new (the others are duplicates)."""
         if not rows:
             return set()
-        statement = insert_ignoring_conflicts(self.session, positions).returning(
-            positions.c.device_id, positions.c.recorded_at
-        )
-        result = await self.session.execute(statement, rows)
+        if self.postgres:  # one statement whatever the count: a column of values per parameter
+            columns = {c: [r[c] for r in rows] for c in POSITION_COLUMNS}
+            result = await self.session.execute(_INSERT_POSITIONS, columns)
+        else:
+            statement = insert_ignoring_conflicts(self.session, positions).returning(
+                positions.c.device_id, positions.c.recorded_at
+            )
+            result = await self.session.execute(statement, rows)
         return {(r.device_id, r.recorded_at) for r in result}
 
     async def track(self, vehicle_id: str, since: datetime, until: datetime, limit: int) -> list[Any]:
