@@ -120,7 +120,8 @@ class Payload(BaseModel):
 
     def subject(self) -> str:
         """The entity the event is about; the order for most events."""
-        return str(getattr(self, "order_id", None) or self.key())
+        # __dict__, not getattr: a missing attribute costs pydantic an exception, on every event of some topics
+        return str(self.__dict__.get("order_id") or self.key())
 
 
 EVENT_TYPES: dict[str, type[Payload]] = {}

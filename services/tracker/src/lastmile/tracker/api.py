@@ -11,7 +11,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from lastmile.common.auth import OpsAuth, bearer_token
-from lastmile.common.errors import TooManyRequests, Unauthorized, Unprocessable, problem_responses
+from lastmile.common.errors import (
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    field_problems,
+    problem_responses,
+)
 from lastmile.tracker import domain, handlers, handlers_stops
 from lastmile.tracker.deps import Deps, Device
 from lastmile.tracker.handlers_pings import Item, count_rejected
@@ -35,7 +41,6 @@ async def device_auth(request: Request, deps: DepsDep) -> Device:
 
 DeviceAuth = Annotated[Device, Depends(device_auth)]
 router = APIRouter()
-PINGS = TypeAdapter(list[domain.PingIn])
 
 
 class RegisterDevice(BaseModel):
@@ -47,14 +52,6 @@ class DeviceRegistered(BaseModel):
     id: str
     vehicle_id: str
     device_key: str = Field(description="Shown once; only its hash is stored")
-
-
-class PingBatch(BaseModel):
-    pings: list[dict[str, Any]] = Field(
-        min_length=1,
-        description="Positions, each a `PingIn` (lat, lon, recorded_at, and optionally speed_mps, heading, "
-        "accuracy_m, battery, altitude_m). One that does not validate is counted, not fatal to the others.",
-    )
 
 
 class StopOut(BaseModel):
@@ -88,26 +85,69 @@ async def revoke_device(device_id: str, deps: DepsDep, _: OpsAuth) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/v1/pings", status_code=202, tags=["drivers"], responses=problem_responses(401, 413, 422, 429))
-async def post_pings(body: PingBatch, request: Request, deps: DepsDep) -> dict[str, int]:
+class _Batch(BaseModel):
+    pings: list[domain.PingIn]
+
+
+class _RawBatch(BaseModel):
+    pings: list[Any] = Field(min_length=1)
+
+
+PING_BATCH = TypeAdapter(_Batch)
+RAW_BATCH = TypeAdapter(_RawBatch)
+PING_BATCH_SCHEMA = {
+    "type": "object",
+    "required": ["pings"],
+    "properties": {
+        "pings": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1000,
+            "description": "Positions; one that does not validate is counted, not fatal to the others.",
+            "items": domain.PingIn.model_json_schema(),
+        }
+    },
+}
+
+
+@router.post(
+    "/v1/pings",
+    status_code=202,
+    tags=["drivers"],
+    responses=problem_responses(401, 413, 422, 429),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": PING_BATCH_SCHEMA}}}
+    },
+)
+async def post_pings(request: Request, deps: DepsDep) -> dict[str, int]:
     """A batch of positions from one device (`Authorization: Bearer <device key>`), stored once this answers.
     Counts each ping's outcome: accepted (`ok`, `late`: older than the live position, `suspect`: an impossible
     jump, kept out of ETAs) or refused (`duplicate`, `future`, `too_old`, `invalid`, `out_of_range`, `no_fix`)."""
+    items = _parse(await request.body())
     try:
         device = await device_auth(request, deps)
     except (Unauthorized, TooManyRequests) as exc:
-        count_rejected("unauthorized" if isinstance(exc, Unauthorized) else "rate_limited", len(body.pings))
+        count_rejected("unauthorized" if isinstance(exc, Unauthorized) else "rate_limited", len(items))
         raise
-    if len(body.pings) > deps.settings.max_batch:
+    if len(items) > deps.settings.max_batch:
         raise Unprocessable(f"At most {deps.settings.max_batch} pings per batch", code="batch-too-large")
-    return await deps.ingestor.submit(device, _parse(body.pings), "batch")
+    return await deps.ingestor.submit(device, items, "batch")
 
 
-def _parse(raw: list[dict[str, Any]]) -> list[Item]:
+def _parse(body: bytes) -> list[Item]:
+    """Every ping, or why it is refused. All valid (the usual case): parsed and validated in one pass."""
     try:
-        return list(PINGS.validate_python(raw))  # all valid: one pass
+        return list(PING_BATCH.validate_json(body).pings)
     except ValidationError:
         pass
+    try:
+        raw = RAW_BATCH.validate_json(body).pings
+    except ValidationError as exc:
+        raise Unprocessable(
+            'The body must be {"pings": [...]} with at least one ping',
+            code="validation-error",
+            errors=field_problems(exc.errors()),
+        ) from exc
     items: list[Item] = []
     for one in raw:
         try:

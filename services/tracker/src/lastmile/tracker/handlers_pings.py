@@ -252,8 +252,7 @@ def _row(job: _Job, ping: PingIn, suspect: bool) -> dict[str, Any]:
 
 
 def _location(job: _Job, ping: PingIn, suspect: bool) -> ev.LocationReported:
-    # Every value was validated as the ping came in (PingIn's ranges are within the event's).
-    return ev.LocationReported.model_construct(
+    return ev.LocationReported(
         vehicle_id=job.device.vehicle_id,
         device_id=job.device.id,
         lat=ping.lat,
