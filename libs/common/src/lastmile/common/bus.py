@@ -219,11 +219,13 @@ class Dispatcher:
                 await self.process(decoded.record)
             return
         elapsed = (time.perf_counter() - started) / len(run)
-        fresh_ids = {id(d) for d in fresh}
-        for decoded in run:
-            outcome = "handled" if id(decoded) in fresh_ids else "duplicate"
-            metrics.EVENTS_CONSUMED.labels(self.sub.service, topic, outcome).inc()
-            metrics.EVENT_HANDLE_LATENCY.labels(self.sub.service, topic).observe(elapsed)
+        consumed = metrics.EVENTS_CONSUMED.labels(self.sub.service, topic, "handled")
+        consumed.inc(len(fresh))
+        if len(fresh) < len(run):
+            metrics.EVENTS_CONSUMED.labels(self.sub.service, topic, "duplicate").inc(len(run) - len(fresh))
+        latency = metrics.EVENT_HANDLE_LATENCY.labels(self.sub.service, topic)
+        for _ in run:  # each event took its share of the batch
+            latency.observe(elapsed)
 
     async def _claim_all(self, session: AsyncSession, run: list[_Decoded]) -> list[_Decoded]:
         if not self.sub.uses_inbox(run[0].envelope.type):
