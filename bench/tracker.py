@@ -5,8 +5,9 @@
 2. OsmAnd: phones sending one position per request (GET with query parameters, as Traccar Client does) over
    keep-alive connections; requests acknowledged per second.
 3. Latency: 2,000 vehicles, each on a route of 10 stops, reporting every 5 s through the OsmAnd port while stuck
-   in traffic (so their ETAs slip and cross the change threshold); for every EtaChanged on deliveries.v1, the time
-   from the request that carried its position (`position_at`) being sent to the record's broker timestamp.
+   in traffic (so their ETAs slip and cross the change threshold); they join over a 2-minute warm-up, then for
+   2 minutes, for every EtaChanged on deliveries.v1, the time from the sending of the request that carried its
+   position (`position_at`) to the record's broker timestamp.
 
 The load generators run in this process, the tracker in its own; both share the machine's two cores with Kafka and
 PostgreSQL. Results go to docs/benchmarks.md, section "## Tracker", with the machine's load.
@@ -266,9 +267,10 @@ async def bench_osmand(tracker: Tracker, connections: int, seconds: float) -> di
 
 
 def route_for(vehicle: str, start: tuple[float, float], now: datetime) -> ev.RoutePlanned:
+    """Ten stops a kilometre apart, planned without waiting (3-minute legs, 2 minutes at each stop)."""
     stops, at = [], now
     for k in range(10):
-        at += timedelta(minutes=5)
+        at += timedelta(minutes=3)
         stops.append(
             ev.RouteStop(
                 stop_id=f"{vehicle}-{k}",
@@ -293,7 +295,7 @@ def route_for(vehicle: str, start: tuple[float, float], now: datetime) -> ev.Rou
         service_date=now.date(),
         start=point,
         end=point,
-        start_at=now - timedelta(minutes=1),
+        start_at=now,
         end_at=at,
         distance_m=13_000,
         duration_s=int((at - now).total_seconds()),
@@ -350,7 +352,9 @@ async def bench_latency(
 
     async def vehicle(i: int, phone: Phone) -> None:
         device, (lat, lon) = devices[i], starts[i]
-        await asyncio.sleep(period * i / vehicles)  # spread over the period
+        # Vehicles join over the warm-up, so that their ETAs cross the change threshold at different moments
+        # (each slips a second a second: a crossing every two minutes per vehicle, spread evenly).
+        await asyncio.sleep(warmup * i / vehicles)
         while not stop.is_set():
             now = time.time()
             jitter = random.uniform(-3, 3) / 111_200  # stuck in traffic: a few metres of GPS noise
@@ -452,7 +456,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--latency-seconds", type=float, default=120.0)
     parser.add_argument("--vehicles", type=int, default=2000)
-    parser.add_argument("--warmup", type=float, default=40.0)
+    parser.add_argument("--warmup", type=float, default=120.0)
     parser.add_argument("--no-docs", action="store_true")
     args = parser.parse_args()
     wanted = set(args.only or ["batch", "osmand", "latency"])
