@@ -12,7 +12,7 @@ PYTEST := $(PY) -m pytest -p no:randomly
 export LASTMILE_SHARED ?= $(abspath ../shared)
 
 .PHONY: run test unit service integration e2e deploy-tests lint format venv infra-up infra-down infra-status \
-        events-doc k8s up down lock clean help check-deploy deploy-gen system-deps
+        events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-tracker
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
@@ -21,6 +21,7 @@ help:
 	@echo "make infra-up | infra-down                         Kafka and PostgreSQL for local development"
 	@echo "make check-deploy   manifests, compose file, alert rules, and dashboards against a scraped stack"
 	@echo "make deploy-gen     regenerate the dashboards' JSON and the PrometheusRule after editing their sources"
+	@echo "make bench-tracker  the tracker's throughput and latency figures (docs/benchmarks.md)"
 
 # ---------------------------------------------------------------------------------------------------------
 # Set-up
@@ -119,6 +120,10 @@ infra-status:
 
 # ---------------------------------------------------------------------------------------------------------
 # Other
+
+# Benchmarks (figures to docs/benchmarks.md; they need Kafka and PostgreSQL, started here when not running)
+bench-tracker: venv
+	tools/with-infra.sh $(PY) bench/tracker.py
 
 events-doc: venv
 	$(PY) -m lastmile.common.catalog docs/events

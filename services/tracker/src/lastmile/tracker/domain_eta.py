@@ -130,7 +130,7 @@ class StopState:
     soon: bool = False
     delay_level: int = 0
     before: int | None = None  # stops to reach before this one, as of the latest estimate
-    samples: list[tuple[float, float, float]] = field(default_factory=list)  # (when, eta, planned), epoch s
+    samples: list[tuple[int, int, int]] = field(default_factory=list)  # (when, eta, planned), epoch seconds
 
 
 @dataclass
@@ -468,14 +468,16 @@ def _sample(plan: Plan, step: Step, at: datetime, cfg: EtaConfig) -> None:
         return
     progress.sample_slot = slot
     reach = max(cfg.horizons_s, default=0) + cfg.sample_every_s
-    when = at.timestamp()
+    when = round(at.timestamp())
     for stop in plan.stops:
         state = progress.stops[stop.order_id]
         if state.status != "open" or state.eta is None:
             continue
         state.samples = [s for s in state.samples if s[0] >= when - reach]
         if state.eta.timestamp() - when <= reach:
-            state.samples.append((when, state.eta.timestamp(), stop.planned_arrival.timestamp()))
+            state.samples.append(
+                (when, round(state.eta.timestamp()), round(stop.planned_arrival.timestamp()))
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------
