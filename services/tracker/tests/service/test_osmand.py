@@ -70,3 +70,27 @@ async def test_too_many_reports_are_slowed_down(start_tracker: Any) -> None:
         ]
         assert codes[:2] == [200, 200]
         assert 429 in codes[2:]
+
+
+async def test_a_key_revoked_elsewhere_stops_working_within_seconds(start_tracker: Any) -> None:
+    import sqlalchemy as sa
+
+    from lastmile.tracker.store import DeviceRow
+
+    async with (
+        start_tracker(device_cache_s=0.5) as tracker,
+        httpx.AsyncClient(base_url=tracker.osmand_url) as phone,
+    ):
+        assert (await phone.get("/", params=params(tracker, seconds_ago=30))).status_code == 200  # now cached
+        async with (
+            tracker.app.state.runtime.db.transaction() as session
+        ):  # as another replica would revoke it
+            revoked = sa.update(DeviceRow).where(DeviceRow.id == tracker.device["id"])
+            await session.execute(revoked.values(revoked_at=datetime.now(UTC)))
+        seconds = iter(range(29, 0, -1))
+
+        async def refused() -> bool:
+            reply = await phone.get("/", params=params(tracker, seconds_ago=next(seconds)))
+            return reply.status_code == 401
+
+        await eventually(refused, timeout=5, interval=0.2)

@@ -38,7 +38,7 @@ def create_app(settings: TrackerSettings, *, bus: Bus | None = None, clock: Cloc
     def background(deps: Deps) -> Sequence[Background]:
         app.state.osmand = OsmAndListener(deps)  # its port, once started: app.state.osmand.port
         app.state.housekeeper = Housekeeper(deps.db, deps.clock, settings)
-        return [deps.ingestor, app.state.housekeeper, app.state.osmand]
+        return [deps.ingestor, app.state.housekeeper, handlers.DeviceKeys(deps), app.state.osmand]
 
     app = service_app(
         settings,

@@ -30,24 +30,45 @@ class Device:
 
 
 class DeviceCache:
-    """Device keys seen recently, so that a phone reporting every second costs no query per request. A key
-    revoked here is forgotten at once; on other replicas it works until its entry expires (`ttl_s`)."""
+    """Device keys seen recently, so that a phone reporting every few seconds costs no query per request.
 
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
+    An entry older than `ttl_s` still answers, but is due for a check: `DeviceKeys` checks every due key in one
+    query a second and forgets the revoked. So a key revoked on another replica stops working within about
+    `ttl_s` + 1 s; one revoked here stops at once; an entry not checked for `max_age_s` is not trusted at all.
+    """
+
+    def __init__(self, ttl_s: float, max_age_s: float = 300.0) -> None:
+        self.ttl_s, self.max_age_s = ttl_s, max_age_s
         self._entries: dict[str, tuple[Device, float]] = {}
+        self.due: set[str] = set()
 
     def get(self, key_hash: str) -> Device | None:
         entry = self._entries.get(key_hash)
-        if entry is None or entry[1] < time.monotonic():
+        if entry is None:
             return None
+        age = time.monotonic() - entry[1]
+        if age > self.max_age_s:
+            return None
+        if age > self.ttl_s:
+            self.due.add(key_hash)
         return entry[0]
 
     def put(self, key_hash: str, device: Device) -> None:
         if self.ttl_s > 0:
             if len(self._entries) > 100_000:
                 self._entries.clear()
-            self._entries[key_hash] = (device, time.monotonic() + self.ttl_s)
+            self._entries[key_hash] = (device, time.monotonic())
+
+    def confirm(self, active: set[str], checked: set[str]) -> None:
+        """The outcome of a check of `checked`: those in `active` are good for another `ttl_s`, others go."""
+        now = time.monotonic()
+        for key_hash in checked:
+            entry = self._entries.get(key_hash)
+            if entry is not None:
+                if key_hash in active:
+                    self._entries[key_hash] = (entry[0], now)
+                else:
+                    del self._entries[key_hash]
 
     def forget(self, device_id: str) -> None:
         for key, (device, _) in list(self._entries.items()):

@@ -3,6 +3,10 @@ actions and the read side live in handlers_pings, handlers_eta, handlers_stops a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
 from lastmile.common import events as ev
 from lastmile.common import outbox
 from lastmile.common.auth import DEVICE_KEY_PREFIX, hash_secret, new_secret, same
@@ -12,6 +16,8 @@ from lastmile.common.ids import new_id
 from lastmile.tracker import handlers_eta, handlers_views
 from lastmile.tracker.deps import SOURCE, Deps, Device
 from lastmile.tracker.store import DeviceRow, TrackerStore
+
+log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------------------
 # Devices (ops)
@@ -69,6 +75,40 @@ async def authenticate_device(key: str | None, deps: Deps, device_id: str | None
     if device_id is not None and not same(device_id, device.id):
         raise Unauthorized("The device key does not belong to this device id")
     return device
+
+
+class DeviceKeys:
+    """Checks the cached device keys that are due, in one query a second (see DeviceCache)."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="tracker-device-keys")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.check()
+            except Exception as exc:  # the database is away: entries age out by themselves (max_age_s)
+                log.warning("checking device keys failed: %s", exc)
+
+    async def check(self) -> None:
+        cache = self.deps.devices
+        due, cache.due = cache.due, set()
+        if not due:
+            return
+        async with self.deps.db.read() as session:
+            active = await TrackerStore(session).active_key_hashes(due)
+        cache.confirm(active, due)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ class TrackerSettings(CommonSettings):
     max_batch: int = Field(default=1000, ge=1)
     max_speed_mps: float = 70.0
     ingest_flush_pings: int = Field(default=5000, ge=1)
-    device_cache_s: float = 5.0  # a revoked key may work this long on other replicas
+    device_cache_s: float = 5.0  # a key revoked on another replica works about this long (+1 s) here
     device_rate_per_s: float = 50.0
     device_burst: float = 200.0
     position_retention_s: float = 7 * 24 * 3600.0

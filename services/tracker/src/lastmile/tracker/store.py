@@ -185,6 +185,12 @@ class TrackerStore:
         query = sa.select(DeviceRow).where(DeviceRow.key_hash == key_hash, DeviceRow.revoked_at.is_(None))
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def active_key_hashes(self, key_hashes: set[str]) -> set[str]:
+        query = sa.select(DeviceRow.key_hash).where(
+            DeviceRow.key_hash.in_(sorted(key_hashes)), DeviceRow.revoked_at.is_(None)
+        )
+        return set((await self.session.execute(query)).scalars())
+
     async def device(self, device_id: str) -> DeviceRow | None:
         return await self.session.get(DeviceRow, device_id)
 
