@@ -338,8 +338,14 @@ async def bench_latency(
     stop = asyncio.Event()
 
     async def listen() -> None:
-        while not stop.is_set():
+        quiet_since = time.monotonic()
+        # after the senders stop, events still on their way are awaited (up to a minute, 5 s without one)
+        while not stop.is_set() or (
+            time.monotonic() - quiet_since < 5 and time.time() < measuring["until"] + 60
+        ):
             batches = await consumer.getmany(timeout_ms=200)
+            if batches:
+                quiet_since = time.monotonic()
             for records in batches.values():
                 for record in records:
                     if b"eta_changed" not in record.value:
@@ -369,7 +375,6 @@ async def bench_latency(
     cpu, began = tracker.cpu_seconds(), time.monotonic()
     await asyncio.sleep(seconds)
     share = (tracker.cpu_seconds() - cpu) / (time.monotonic() - began)
-    await asyncio.sleep(5)
     stop.set()
     for task in senders:
         task.cancel()

@@ -132,12 +132,17 @@ async def apply(
     route.progress = engine.dump(step.progress)
     if step.progress.started and route.status == "planned":
         route.status, route.started_at = "started", now
-    stops = await store.stops_of([e.order_id for e in step.events if isinstance(e, _STOP_EVENTS)])
-    for event in step.events:
-        outbox.add(session, event, source=SOURCE)
-        stop = stops.get(getattr(event, "order_id", ""))
-        if stop is not None:
-            _follow_event(stop, event)
+    outbox.add_many(session, step.events, source=SOURCE)
+    moves = [e for e in step.events if isinstance(e, ev.OutForDelivery | ev.Arrived)]  # rare: rows loaded
+    if moves:
+        stops = await store.stops_of([e.order_id for e in moves])
+        for event in moves:
+            if event.order_id in stops:
+                _follow_event(stops[event.order_id], event)
+        await session.flush()  # before the bulk update below, which must have the last word on ETAs
+    changes = [e for e in step.events if isinstance(e, ev.EtaChanged)]  # frequent: one statement, no loading
+    if changes:
+        await store.record_etas([(e.order_id, e.eta, e.at if e.arriving_soon else None) for e in changes])
     ETA_CHANGES.inc(sum(isinstance(e, ev.EtaChanged) for e in step.events))
     ARRIVALS.inc(sum(isinstance(e, ev.Arrived) for e in step.events))
     DELAYS.inc(sum(isinstance(e, ev.DeliveryDelayed) for e in step.events))
@@ -147,17 +152,10 @@ async def apply(
     Database.after_commit(session, lambda: deps.changes.notify([vehicle]))
 
 
-_STOP_EVENTS = (ev.OutForDelivery, ev.EtaChanged, ev.Arrived)
-
-
 def _follow_event(stop: StopRow, event: ev.Payload) -> None:
     if stop.status in ("delivered", "failed"):
         return
     if isinstance(event, ev.OutForDelivery):
         stop.status, stop.out_at, stop.eta = "out", event.at, event.eta
-    elif isinstance(event, ev.EtaChanged):
-        stop.eta = event.eta
-        if event.arriving_soon and stop.arriving_at is None:
-            stop.arriving_at = event.at
     elif isinstance(event, ev.Arrived):
         stop.status, stop.arrived_at = "arrived", event.at

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -229,6 +229,23 @@ class TrackerStore:
             return {}
         query = sa.select(StopRow).where(StopRow.order_id.in_(sorted(set(order_ids))))
         return {row.order_id: row for row in (await self.session.execute(query)).scalars()}
+
+    async def record_etas(self, etas: list[tuple[str, datetime, datetime | None]]) -> None:
+        """(order, ETA published, when it became 'arriving soon' or None), for stops not yet completed."""
+        table = cast(sa.Table, StopRow.__table__)
+        statement = (
+            sa.update(table)
+            .where(
+                table.c.order_id == sa.bindparam("oid"),
+                table.c.status != "delivered",
+                table.c.status != "failed",
+            )
+            .values(
+                eta=sa.bindparam("new_eta", type_=UtcDateTime),
+                arriving_at=sa.func.coalesce(table.c.arriving_at, sa.bindparam("soon", type_=UtcDateTime)),
+            )
+        )
+        await self.session.execute(statement, [{"oid": o, "new_eta": e, "soon": s} for o, e, s in etas])
 
     async def stop(self, order_id: str) -> StopRow | None:
         return await self.session.get(StopRow, order_id)
