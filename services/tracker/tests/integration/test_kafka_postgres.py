@@ -112,9 +112,11 @@ async def test_pings_for_one_vehicle_are_processed_in_order(
         async with app.state.runtime.db.read() as session:
             from lastmile.tracker.store import TrackerStore
 
-            [current] = (await TrackerStore(session).current_routes(["veh_1"])).values()
-        assert current.progress is not None
-        assert datetime.fromtimestamp(current.progress["fix"][2], UTC) == datetime.fromisoformat(
+            store = TrackerStore(session)
+            [current] = (await store.current_routes(["veh_1"])).values()
+            progress = await store.progress(current.id)
+        assert progress is not None
+        assert datetime.fromtimestamp(progress["fix"][2], UTC) == datetime.fromisoformat(
             pings[-1]["recorded_at"]
         )
 

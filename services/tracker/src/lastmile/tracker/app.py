@@ -13,7 +13,7 @@ from lastmile.common.ratelimit import RateLimiter
 from lastmile.common.runtime import Runtime
 from lastmile.common.web import Background, service_app
 from lastmile.tracker import api, api_views, handlers
-from lastmile.tracker.deps import Changes, Deps, DeviceCache, PlanCache
+from lastmile.tracker.deps import Changes, Deps, DeviceCache, PlanCache, ProgressCache
 from lastmile.tracker.handlers_pings import Housekeeper, Ingestor
 from lastmile.tracker.osmand import OsmAndListener
 from lastmile.tracker.settings import TrackerSettings
@@ -31,6 +31,7 @@ def create_app(settings: TrackerSettings, *, bus: Bus | None = None, clock: Cloc
             devices=DeviceCache(settings.device_cache_s),
             changes=changes,
             plans=PlanCache(),
+            progress=ProgressCache(),
             rates=RateLimiter(settings.device_rate_per_s, settings.device_burst),
             ingestor=Ingestor(runtime.db, runtime.clock, settings, changes),
         )

@@ -14,7 +14,7 @@ from lastmile.common.clock import Clock
 from lastmile.common.db import Database
 from lastmile.common.ratelimit import RateLimiter
 from lastmile.tracker.domain import Limits
-from lastmile.tracker.domain_eta import EtaConfig, Plan
+from lastmile.tracker.domain_eta import EtaConfig, Plan, Progress
 from lastmile.tracker.settings import TrackerSettings
 
 if TYPE_CHECKING:
@@ -121,6 +121,26 @@ class PlanCache:
         return plan
 
 
+class ProgressCache:
+    """The ETA engine's progress of the routes this process drives, so that a batch of positions does not parse
+    it back from the database. An entry is taken out while a transaction works on it and put back, with the
+    route's new `progress_seq`, once that transaction committed: a rolled-back change never stays here, and an
+    entry whose seq is not the row's (another writer, another replica) is not used."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[int, Progress]] = {}
+
+    def take(self, route_id: str, seq: int) -> Progress | None:
+        entry = self._entries.pop(route_id, None)
+        return entry[1] if entry is not None and entry[0] == seq else None
+
+    def put(self, route_id: str, seq: int, progress: Progress) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[route_id] = (seq, progress)
+
+
 @dataclass(frozen=True)
 class Deps:
     db: Database
@@ -131,5 +151,6 @@ class Deps:
     devices: DeviceCache
     changes: Changes
     plans: PlanCache
+    progress: ProgressCache
     rates: RateLimiter
     ingestor: Ingestor

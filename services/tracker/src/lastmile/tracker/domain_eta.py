@@ -130,7 +130,7 @@ class StopState:
     soon: bool = False
     delay_level: int = 0
     before: int | None = None  # stops to reach before this one, as of the latest estimate
-    samples: list[tuple[int, int, int]] = field(default_factory=list)  # (when, eta, planned), epoch seconds
+    samples: list[list[int]] = field(default_factory=list)  # [when, eta, planned], epoch seconds
 
 
 @dataclass
@@ -476,7 +476,7 @@ def _sample(plan: Plan, step: Step, at: datetime, cfg: EtaConfig) -> None:
         state.samples = [s for s in state.samples if s[0] >= when - reach]
         if state.eta.timestamp() - when <= reach:
             state.samples.append(
-                (when, round(state.eta.timestamp()), round(stop.planned_arrival.timestamp()))
+                [when, round(state.eta.timestamp()), round(stop.planned_arrival.timestamp())]
             )
 
 
@@ -522,7 +522,7 @@ def _dump_stop(s: StopState) -> dict[str, Any]:
         "soon": s.soon,
         "delay": s.delay_level,
         "before": s.before,
-        "samples": [list(x) for x in s.samples],
+        "samples": s.samples,
     }
 
 
@@ -551,5 +551,5 @@ def _load_stop(d: dict[str, Any]) -> StopState:
         soon=d["soon"],
         delay_level=d["delay"],
         before=d.get("before"),
-        samples=[(a, b, c) for a, b, c in d["samples"]],
+        samples=d["samples"],
     )

@@ -43,12 +43,12 @@ async def on_route(session: AsyncSession, envelope: ev.Envelope, event: ev.Route
         return
     snapshot = event.model_dump(mode="json")
     if route is None:
-        route = RouteRow(id=event.route_id, vehicle_id=event.vehicle_id, status="planned")
+        route = RouteRow(id=event.route_id, vehicle_id=event.vehicle_id, status="planned", progress_seq=0)
         session.add(route)
     route.service_date, route.start_at, route.version = event.service_date, event.start_at, event.version
     route.snapshot, route.updated_at = snapshot, envelope.time
     if route.status == "cancelled":
-        route.status, route.progress = "planned", None
+        route.status, route.progress, route.progress_seq = "planned", None, route.progress_seq + 1
     await _keep_stops(store, session, route, event, envelope.time)
     plan = deps.plans.put(route.id, route.version, Plan.from_snapshot(event))
     if route.progress is not None:
@@ -81,6 +81,7 @@ async def on_route_cancelled(
     route = await TrackerStore(session).route(event.route_id, lock=True)
     if route is not None and route.version < event.version:
         route.version, route.status, route.progress = event.version, "cancelled", None
+        route.progress_seq += 1
 
 
 async def on_locations(
@@ -102,12 +103,17 @@ async def on_locations(
         if route is None:
             continue
         plan = await plan_of(store, route, deps)
-        progress = engine.load(route.progress) if route.progress else Progress.begin(plan)
+        progress = deps.progress.take(route.id, route.progress_seq) or await _progress(store, route, plan)
         step = Step(progress)
         for report in sorted(reports, key=lambda r: r.recorded_at):
             fix = Fix(report.lat, report.lon, report.recorded_at, report.accuracy_m)
             _merge(step, engine.observe(plan, progress, fix, now, deps.eta))
         await apply(session, store, route, plan, step, deps)
+
+
+async def _progress(store: TrackerStore, route: RouteRow, plan: Plan) -> Progress:
+    saved = await store.progress(route.id)
+    return engine.load(saved) if saved else Progress.begin(plan)
 
 
 async def plan_of(store: TrackerStore, route: RouteRow, deps: Deps) -> Plan:
@@ -129,7 +135,9 @@ async def apply(
 ) -> None:
     """Save the engine's progress, publish its events and keep the stops' rows in step with them."""
     now = deps.clock.now()
-    route.progress = engine.dump(step.progress)
+    route.progress, route.progress_seq = engine.dump(step.progress), route.progress_seq + 1
+    route_id, seq, progress = route.id, route.progress_seq, step.progress
+    Database.after_commit(session, lambda: deps.progress.put(route_id, seq, progress))
     if step.progress.started and route.status == "planned":
         route.status, route.started_at = "started", now
     outbox.add_many(session, step.events, source=SOURCE)

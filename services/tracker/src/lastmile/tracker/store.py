@@ -43,6 +43,7 @@ class RouteRow(Base):
     status: Mapped[str] = mapped_column(sa.String(20))  # planned | started | done | cancelled
     snapshot: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     progress: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    progress_seq: Mapped[int] = mapped_column(default=0)  # bumped by every write of `progress`
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -204,7 +205,8 @@ class TrackerStore:
         """Each vehicle's route being driven, else its next planned one."""
         query = (
             sa.select(RouteRow)
-            .options(defer(RouteRow.snapshot, raiseload=True))  # parsed plans are cached: see `snapshot`
+            # parsed plans and the engine's progress are cached in the process: see `snapshot`, `progress`
+            .options(defer(RouteRow.snapshot, raiseload=True), defer(RouteRow.progress, raiseload=True))
             .where(RouteRow.vehicle_id.in_(sorted(set(vehicle_ids))), RouteRow.status.in_(OPEN_ROUTE))
             .order_by(RouteRow.vehicle_id, RouteRow.service_date, RouteRow.start_at)
         )
@@ -219,6 +221,11 @@ class TrackerStore:
         query = sa.select(RouteRow.snapshot).where(RouteRow.id == route_id)
         snapshot: dict[str, Any] = (await self.session.execute(query)).scalar_one()
         return snapshot
+
+    async def progress(self, route_id: str) -> dict[str, Any] | None:
+        query = sa.select(RouteRow.progress).where(RouteRow.id == route_id)
+        progress: dict[str, Any] | None = (await self.session.execute(query)).scalar_one()
+        return progress
 
     async def stops(self, route_id: str) -> list[StopRow]:
         query = sa.select(StopRow).where(StopRow.route_id == route_id).order_by(StopRow.sequence)

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("snapshot", sa.JSON, nullable=False),
         sa.Column("progress", sa.JSON, nullable=True),
+        sa.Column("progress_seq", sa.Integer, nullable=False, server_default="0"),
         sa.Column("updated_at", UtcDateTime, nullable=False),
         sa.Column("started_at", UtcDateTime, nullable=True),
         sa.Column("finished_at", UtcDateTime, nullable=True),
