@@ -208,3 +208,22 @@ async def test_completed_stops_count_as_on_time_only_inside_their_promised_windo
         )
         assert reply.status_code == 200, reply.text
     assert (count("true"), count("false"), eta_errors()) == (before[0] + 1, before[1] + 1, before[2] + 2)
+
+
+async def test_positions_older_than_the_retention_period_are_purged(start_tracker: Any) -> None:
+    async with start_tracker(position_retention_s=3600) as tracker:
+        reply = await tracker.client.post(
+            "/v1/pings", json={"pings": [ping(-2), ping(-1)]}, headers=tracker.driver
+        )
+        assert reply.json() == {"ok": 2}
+        housekeeper = tracker.app.state.housekeeper
+        assert await housekeeper.purge() == 0  # received just now: kept
+        housekeeper.settings = housekeeper.settings.model_copy(update={"position_retention_s": 0})
+        assert await housekeeper.purge() == 2
+        since = (NOW - timedelta(hours=1)).isoformat()
+        track = await tracker.client.get(
+            "/v1/vehicles/veh_1/track", params={"since": since}, headers=ops_headers()
+        )
+        assert track.json() == []
+        position = await tracker.client.get("/v1/vehicles/veh_1/position", headers=ops_headers())
+        assert position.status_code == 200  # the live position is not history: it stays
