@@ -12,7 +12,8 @@ PYTEST := $(PY) -m pytest -p no:randomly
 export LASTMILE_SHARED ?= $(abspath ../shared)
 
 .PHONY: run test unit service integration e2e deploy-tests lint format venv infra-up infra-down infra-status \
-        events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-tracker
+        events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-tracker bench-intake \
+        bench-notifier
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
@@ -22,6 +23,8 @@ help:
 	@echo "make check-deploy   manifests, compose file, alert rules, and dashboards against a scraped stack"
 	@echo "make deploy-gen     regenerate the dashboards' JSON and the PrometheusRule after editing their sources"
 	@echo "make bench-tracker  the tracker's throughput and latency figures (docs/benchmarks.md)"
+	@echo "make bench-intake   order intake under load on the running Kafka and PostgreSQL (docs/benchmarks.md)"
+	@echo "make bench-notifier customer messages under load on the running Kafka and PostgreSQL (docs/benchmarks.md)"
 
 # ---------------------------------------------------------------------------------------------------------
 # Set-up
@@ -130,6 +133,14 @@ events-doc: venv
 
 k8s:
 	kubectl kustomize deploy/k8s/overlays/$(or $(OVERLAY),development)
+
+# Benchmarks (figures and method in docs/benchmarks.md); they use the Kafka and PostgreSQL `make infra-up` starts.
+bench-intake: venv
+	$(PY) bench/intake.py $(BENCH_ARGS)
+
+# Notifier throughput and latency (one process on the real Kafka and PostgreSQL, local Twilio and SMTP stand-ins).
+bench-notifier: venv
+	$(PY) bench/notifier.py --write docs/benchmarks.md $(BENCH_ARGS)
 
 up down:
 	@echo "docker compose $@: needs a Docker engine (none on CI machines); the file is validated by make test"

@@ -7,10 +7,12 @@ why, when a developer runs a quick subset without them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +54,31 @@ class KafkaInfo:
 
 
 @pytest.fixture
-def kafka() -> KafkaInfo:
+def kafka() -> Iterator[KafkaInfo]:
     host, port = KAFKA.rsplit(":", 1)
     _need("Kafka", host, int(port))
-    return KafkaInfo(KAFKA, f"t{secrets.token_hex(4)}.")
+    info = KafkaInfo(KAFKA, f"t{secrets.token_hex(4)}.")
+    yield info
+    # Every test creates its topics under its own prefix; deleting them keeps a long-lived broker small (a
+    # developer's broker that ran thousands of tests' topics ran out of heap).
+    worker = threading.Thread(target=asyncio.run, args=(_delete_topics(info),), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+
+
+async def _delete_topics(info: KafkaInfo) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=info.bootstrap, client_id="test-cleanup")
+    try:
+        await admin.start()
+        mine = [t for t in await admin.list_topics() if t.startswith(info.prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    except Exception:  # noqa: S110  (cleanup is best effort; a broker a test killed may not answer)
+        pass
+    finally:
+        await admin.close()
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ fetch() {
 launch() {
   : > "$K/broker.log"
   # setsid: the broker must outlive the shell that started it (make, a test) and get no terminal signals.
-  setsid java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1 \
+  setsid java -Xms256m -Xmx"${KAFKA_HEAP:-1536m}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:TieredStopAtLevel=1 \
     -Djava.awt.headless=true $LOGOPT -cp "$LIBS/*" kafka.Kafka "$K/server.properties" \
     >> "$K/broker.log" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"

@@ -138,92 +138,49 @@ class TestIdempotence:
         assert len(seen) == 2
 
 
-class TestBatchHandlers:
-    async def test_takes_records_together_in_per_key_order(self, harness: Any) -> None:
-        seen: list[tuple[str, int]] = []
-        sizes: list[int] = []
+class TestBatches:
+    async def test_a_batch_has_the_effects_of_its_records_handled_one_by_one(self, harness: Any) -> None:
+        import sqlalchemy as sa
 
-        async def handle(session: Any, items: list[tuple[ev.Envelope, ev.EtaChanged]]) -> None:
-            sizes.append(len(items))
-            seen.extend((event.order_id, event.stops_before) for _, event in items)
+        from lastmile.common import outbox
 
-        keys = [f"ord_{k}" for k in range(3)]
-        records = [
-            OutgoingRecord("deliveries.v1", key.encode(), eta(key, n).envelope("test").to_bytes())
-            for n in range(50)
-            for key in keys
+        async def handle(session: Any, envelope: ev.Envelope, event: ev.EtaChanged) -> None:
+            if event.stops_before == 3:
+                raise ValueError("a bad record")
+            outbox.add(session, event, source="test")  # the effect, in the batch's transaction
+
+        harness.subscribe({ev.EtaChanged: handle}, batch=50, max_attempts=2)
+        twice = eta("ord_x", 1).envelope("test").to_bytes()
+        values = [eta("ord_x", 0).envelope("test").to_bytes(), twice, twice, b"{poison"]
+        values += [eta("ord_x", n).envelope("test").to_bytes() for n in (2, 3, 4)]
+        await harness.bus.publish([OutgoingRecord("deliveries.v1", b"ord_x", v) for v in values])
+
+        async def effects() -> list[int] | None:
+            async with harness.db.read() as session:
+                rows = (await session.execute(sa.select(outbox.outbox_table.c.payload).order_by("id"))).all()
+            found = [ev.Envelope.from_bytes(r.payload).data["stops_before"] for r in rows]
+            return found if len(found) >= 4 else None
+
+        assert await eventually(effects, timeout=60) == [0, 1, 2, 4]
+        dead = await harness.topic("deliveries.v1.dlq", 2)
+        assert sorted(dict(r.headers)["dlq.reason"].decode() for r in dead) == [
+            "handler-error",
+            "invalid-envelope",
         ]
-        await harness.bus.publish(records)  # all there before the consumer starts: batches form
-        harness.subscribe({}, batch_handlers={ev.EtaChanged: handle})
-        await wait_for(seen, 150)
-        for key in keys:
-            assert [n for k, n in seen if k == key] == list(range(50))
-        assert max(sizes) > 1
-
-    async def test_the_same_event_twice_in_a_batch_has_one_effect(self, harness: Any) -> None:
-        seen: list[str] = []
-
-        async def handle(session: Any, items: list[tuple[ev.Envelope, ev.EtaChanged]]) -> None:
-            seen.extend(str(envelope.id) for envelope, _ in items)
-
-        envelope = eta("ord_d", 1).envelope("test")
-        record = OutgoingRecord("deliveries.v1", b"ord_d", envelope.to_bytes())
-        later = OutgoingRecord("deliveries.v1", b"ord_d", eta("ord_d", 2).envelope("test").to_bytes())
-        await harness.bus.publish([record, record, later, record])
-        harness.subscribe({}, batch_handlers={ev.EtaChanged: handle})
-        await wait_for(seen, 2)
         await asyncio.sleep(0.3)
-        assert seen.count(str(envelope.id)) == 1
-        assert len(seen) == 2
+        assert await effects() == [0, 1, 2, 4]
 
-    async def test_exempt_types_skip_the_inbox(self, harness: Any) -> None:
+
+class TestInboxExempt:
+    async def test_exempt_types_skip_the_inbox_alone_and_in_batches(self, harness: Any) -> None:
         seen: list[str] = []
 
-        async def handle(session: Any, items: list[tuple[ev.Envelope, ev.EtaChanged]]) -> None:
-            seen.extend(str(envelope.id) for envelope, _ in items)
+        async def handle(session: Any, envelope: ev.Envelope, event: ev.EtaChanged) -> None:
+            seen.append(str(envelope.id))
 
         envelope = eta("ord_x", 1).envelope("test")
         record = OutgoingRecord("deliveries.v1", b"ord_x", envelope.to_bytes())
-        await harness.bus.publish([record, record])
-        harness.subscribe({}, batch_handlers={ev.EtaChanged: handle}, inbox_exempt=frozenset({ev.EtaChanged}))
-        await wait_for(seen, 2)
-        assert seen == [str(envelope.id)] * 2  # the handler's own natural key must absorb these
-
-    async def test_a_poison_record_in_a_batch_is_dead_lettered_alone(self, harness: Any) -> None:
-        seen: list[int] = []
-
-        async def handle(session: Any, items: list[tuple[ev.Envelope, ev.EtaChanged]]) -> None:
-            if any(event.stops_before == 3 for _, event in items):
-                raise ValueError("cannot handle 3")
-            seen.extend(event.stops_before for _, event in items)
-
-        records = [
-            OutgoingRecord("deliveries.v1", b"ord_q", eta("ord_q", n).envelope("test").to_bytes())
-            for n in range(6)
-        ]
-        await harness.bus.publish(records)
-        harness.subscribe({}, batch_handlers={ev.EtaChanged: handle}, max_attempts=2)
-        await wait_for(seen, 5)
-        assert seen == [0, 1, 2, 4, 5]
-        dead = await harness.topic("deliveries.v1.dlq", 1)
-        assert [dict(r.headers)["dlq.reason"] for r in dead] == [b"handler-error"]
-
-    async def test_a_batch_is_redelivered_whole_while_the_database_is_away(self, harness: Any) -> None:
-        seen: list[int] = []
-        failures = {"left": 2}
-
-        async def handle(session: Any, items: list[tuple[ev.Envelope, ev.EtaChanged]]) -> None:
-            if failures["left"] > 0:
-                failures["left"] -= 1
-                raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database restarting"))
-            seen.extend(event.stops_before for _, event in items)
-
-        records = [
-            OutgoingRecord("deliveries.v1", b"ord_r", eta("ord_r", n).envelope("test").to_bytes())
-            for n in range(5)
-        ]
-        await harness.bus.publish(records)
-        harness.subscribe({}, batch_handlers={ev.EtaChanged: handle})
-        await wait_for(seen, 5)
-        await asyncio.sleep(0.3)
-        assert seen == [0, 1, 2, 3, 4]
+        await harness.bus.publish([record, record, record])
+        harness.subscribe({ev.EtaChanged: handle}, batch=2, inbox_exempt=frozenset({ev.EtaChanged}))
+        await wait_for(seen, 3)
+        assert seen == [str(envelope.id)] * 3  # the handler's own natural key must absorb these

@@ -5,14 +5,11 @@
 - InMemoryBus: the embedded mode and fast tests; per-key order (keys hash to partitions), one delivery per
   consumer group, redelivery when handling fails.
 
-Both hand each partition's records to the same `Dispatcher`, which decodes and validates them, runs the handler
-inside a database transaction that also records the event id in the inbox (so a redelivered event has no second
+Both hand each record to the same `Dispatcher`, which decodes and validates it, runs the handler inside a
+database transaction that also records the event id in the inbox (so a redelivered event has no second
 effect), retries a failing handler a bounded number of times, and dead-letters what cannot be handled to
 `<topic>.dlq` with the reason. Errors that mean 'the database is away' are not the event's fault: the record is
 redelivered until the database is back, and its offset is not committed meanwhile.
-
-High-volume event types may have a batch handler instead: consecutive records of one partition that it takes
-are handled together, in one transaction, in order (`Subscription.batch_handlers`).
 """
 
 from __future__ import annotations
@@ -41,21 +38,12 @@ from lastmile.common.logging import log_context
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
-BatchHandler = Callable[[AsyncSession, Sequence[tuple[Envelope, Any]]], Awaitable[None]]
 D = TypeVar("D")
 HandlerWithDeps = Callable[[AsyncSession, Envelope, Any, D], Awaitable[None]]
-BatchHandlerWithDeps = Callable[[AsyncSession, Sequence[tuple[Envelope, Any]], D], Awaitable[None]]
 
 
 def bind(handlers: Mapping[type[Payload], HandlerWithDeps[D]], deps: D) -> dict[type[Payload], EventHandler]:
     """SUBSCRIPTIONS whose handlers take `deps` last, bound to this app's deps."""
-    return {cls: functools.partial(fn, deps=deps) for cls, fn in handlers.items()}  # type: ignore[call-arg]
-
-
-def bind_batch(
-    handlers: Mapping[type[Payload], BatchHandlerWithDeps[D]], deps: D
-) -> dict[type[Payload], BatchHandler]:
-    """Batch handlers that take `deps` last, bound to this app's deps."""
     return {cls: functools.partial(fn, deps=deps) for cls, fn in handlers.items()}  # type: ignore[call-arg]
 
 
@@ -79,14 +67,7 @@ class IncomingRecord:
 
 @dataclass
 class Subscription:
-    """What one consumer group of one service handles: payload class → handler(session, envelope, payload).
-
-    `batch_handlers` (payload class → handler(session, [(envelope, payload), ...])) take consecutive records of
-    one partition together, in order, in one transaction; a batch that fails for a reason other than the
-    database is retried record by record, so that only the poison record is dead-lettered.
-    `inbox_exempt` names event types whose handlers are idempotent by a natural key of their own (a version, a
-    per-key timestamp): no inbox row is written for them, which matters on high-volume topics.
-    """
+    """What one consumer group of one service handles: payload class → handler(session, envelope, payload)."""
 
     service: str
     group: str
@@ -96,40 +77,23 @@ class Subscription:
     max_attempts: int = 5
     max_event_bytes: int = 512 * 1024
     retry_backoff_s: float = 0.05
-    batch_handlers: Mapping[type[Payload], BatchHandler] = field(default_factory=dict)
+    # Records of one partition handled in one transaction (1: a transaction per record). A batch that fails
+    # is handled again one record at a time, so only the bad record is retried and dead-lettered.
+    batch: int = 1
+    # Event types whose handlers are idempotent by a natural key of their own (a version, a per-key timestamp):
+    # no inbox row is written for them, which matters on high-volume topics (the tracker's locations.v1).
     inbox_exempt: frozenset[type[Payload]] = frozenset()
-
-    @property
-    def topics(self) -> list[str]:
-        return sorted({cls.TOPIC.name for cls in (*self.handlers, *self.batch_handlers)})
-
-    def handler_for(self, type_: str) -> EventHandler | None:
-        cls = EVENT_TYPES.get(type_)
-        if cls is None:
-            return None
-        handler = self.handlers.get(cls)
-        batch = self.batch_handlers.get(cls)
-        if handler is None and batch is not None:
-            return functools.partial(_one_of_batch, batch)
-        return handler
-
-    def batch_handler_for(self, type_: str) -> BatchHandler | None:
-        cls = EVENT_TYPES.get(type_)
-        return self.batch_handlers.get(cls) if cls else None
 
     def uses_inbox(self, type_: str) -> bool:
         return self.inbox and EVENT_TYPES.get(type_) not in self.inbox_exempt
 
+    @property
+    def topics(self) -> list[str]:
+        return sorted({cls.TOPIC.name for cls in self.handlers})
 
-async def _one_of_batch(batch: BatchHandler, session: AsyncSession, envelope: Envelope, payload: Any) -> None:
-    await batch(session, [(envelope, payload)])
-
-
-@dataclass(frozen=True, slots=True)
-class _Decoded:
-    record: IncomingRecord
-    envelope: Envelope
-    payload: Payload
+    def handler_for(self, type_: str) -> EventHandler | None:
+        cls = EVENT_TYPES.get(type_)
+        return self.handlers.get(cls) if cls else None
 
 
 class RetryLater(Exception):
@@ -159,86 +123,6 @@ class Dispatcher:
         self.bus = bus
         self.sub = subscription
 
-    async def process_batch(self, records: Sequence[IncomingRecord]) -> int:
-        """Records of one partition, in order. Returns how many, from the first, are done: fewer than all when
-        one must be redelivered (the database or the broker is away), which the caller then redelivers."""
-        done = 0
-        while done < len(records):
-            run = self._batch_run(records, done) if self.sub.batch_handlers else []
-            try:
-                if len(run) > 1:
-                    await self._process_run(run)
-                    done += len(run)
-                else:
-                    await self.process(records[done])
-                    done += 1
-            except RetryLater as exc:
-                record = records[done]
-                log.warning("will redeliver %s/%d@%d: %s", record.topic, record.partition, record.offset, exc)
-                return done
-        return done
-
-    def _batch_run(self, records: Sequence[IncomingRecord], start: int) -> list[_Decoded]:
-        """The longest run from `start` of valid records that one batch handler takes."""
-        run: list[_Decoded] = []
-        handler: BatchHandler | None = None
-        for record in records[start:]:
-            if len(record.value) > self.sub.max_event_bytes:
-                break
-            try:
-                envelope = Envelope.from_bytes(record.value)
-                this = self.sub.batch_handler_for(envelope.type)
-                if this is None or (handler is not None and this is not handler):
-                    break
-                payload = envelope.payload()
-            except (ValidationError, UnknownEventType):
-                break  # handled on its own, which dead-letters it
-            handler = this
-            run.append(_Decoded(record, envelope, payload))
-        return run
-
-    async def _process_run(self, run: list[_Decoded]) -> None:
-        started = time.perf_counter()
-        topic = run[0].record.topic
-        handler = self.sub.batch_handler_for(run[0].envelope.type)
-        assert handler is not None
-        try:
-            async with self.sub.db.transaction() as session:
-                fresh = await self._claim_all(session, run)
-                if fresh:
-                    await handler(session, [(d.envelope, d.payload) for d in fresh])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if is_transient(exc):
-                metrics.EVENTS_FAILED.labels(self.sub.service, topic, "transient").inc()
-                raise RetryLater(str(exc)) from exc
-            metrics.EVENTS_FAILED.labels(self.sub.service, topic, "handler").inc()
-            log.warning("batch of %d failed (%s); handling its records one by one", len(run), _short(exc))
-            for decoded in run:  # isolates the record at fault: only it is retried and dead-lettered
-                await self.process(decoded.record)
-            return
-        elapsed = (time.perf_counter() - started) / len(run)
-        consumed = metrics.EVENTS_CONSUMED.labels(self.sub.service, topic, "handled")
-        consumed.inc(len(fresh))
-        if len(fresh) < len(run):
-            metrics.EVENTS_CONSUMED.labels(self.sub.service, topic, "duplicate").inc(len(run) - len(fresh))
-        latency = metrics.EVENT_HANDLE_LATENCY.labels(self.sub.service, topic)
-        for _ in run:  # each event took its share of the batch
-            latency.observe(elapsed)
-
-    async def _claim_all(self, session: AsyncSession, run: list[_Decoded]) -> list[_Decoded]:
-        if not self.sub.uses_inbox(run[0].envelope.type):
-            return run
-        claimed = await claim_many(session, self.sub.group, [str(d.envelope.id) for d in run])
-        fresh = []
-        for decoded in run:
-            event_id = str(decoded.envelope.id)
-            if event_id in claimed:
-                claimed.discard(event_id)  # the same event twice in one run: the second is a duplicate
-                fresh.append(decoded)
-        return fresh
-
     async def process(self, record: IncomingRecord) -> None:
         started = time.perf_counter()
         outcome = await self._process(record)
@@ -246,6 +130,75 @@ class Dispatcher:
         metrics.EVENT_HANDLE_LATENCY.labels(self.sub.service, record.topic).observe(
             time.perf_counter() - started
         )
+
+    async def process_batch(self, records: Sequence[IncomingRecord]) -> None:
+        """Up to `batch` records in one transaction; the same effects as `process` on each, in order."""
+        if self.sub.batch <= 1 or len(records) <= 1:
+            for record in records:
+                await self.process(record)
+            return
+        started = time.perf_counter()
+        ready: list[tuple[IncomingRecord, Envelope, Payload, EventHandler]] = []
+        for record in records:
+            parsed = self._parse(record)
+            if parsed is None:  # poison, or a type this consumer ignores: no effect, order does not matter
+                await self.process(record)
+            else:
+                ready.append(parsed)
+        if not ready:
+            return
+        try:
+            outcomes = await self._handle_batch(ready)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                metrics.EVENTS_FAILED.labels(self.sub.service, ready[0][0].topic, "transient").inc()
+                raise RetryLater(str(exc)) from exc
+            log.warning("batch of %d failed (%s); handling its records one by one", len(ready), _short(exc))
+            for record, *_ in ready:
+                await self.process(record)
+            return
+        elapsed = time.perf_counter() - started
+        for (record, *_), outcome in zip(ready, outcomes, strict=True):
+            metrics.EVENTS_CONSUMED.labels(self.sub.service, record.topic, outcome).inc()
+            metrics.EVENT_HANDLE_LATENCY.labels(self.sub.service, record.topic).observe(elapsed)
+
+    async def _handle_batch(
+        self, ready: list[tuple[IncomingRecord, Envelope, Payload, EventHandler]]
+    ) -> list[str]:
+        outcomes = []
+        async with self.sub.db.transaction() as session:
+            # Handlers may look at the whole batch (e.g. to load what all its events need in one query).
+            session.info["batch"] = [payload for _, _, payload, _ in ready]
+            ids = [str(envelope.id) for _, envelope, _, _ in ready if self.sub.uses_inbox(envelope.type)]
+            fresh = await claim_many(session, self.sub.group, ids)
+            for record, envelope, payload, handler in ready:
+                event_id = str(envelope.id)
+                if self.sub.uses_inbox(envelope.type):
+                    if event_id not in fresh:
+                        outcomes.append("duplicate")
+                        continue
+                    fresh.discard(event_id)  # the same event twice in one batch: the second is a duplicate
+                with log_context(
+                    event_id=event_id, topic=record.topic, order_id=getattr(payload, "order_id", None)
+                ):
+                    await handler(session, envelope, payload)
+                outcomes.append("handled")
+        return outcomes
+
+    def _parse(self, record: IncomingRecord) -> tuple[IncomingRecord, Envelope, Payload, EventHandler] | None:
+        """The record ready for its handler, or None when `process` must decide (dead letter or ignore)."""
+        if len(record.value) > self.sub.max_event_bytes:
+            return None
+        try:
+            envelope = Envelope.from_bytes(record.value)
+            handler = self.sub.handler_for(envelope.type)
+            if handler is None:
+                return None
+            return record, envelope, envelope.payload(), handler
+        except (ValidationError, UnknownEventType):
+            return None
 
     async def _process(self, record: IncomingRecord) -> str:
         if len(record.value) > self.sub.max_event_bytes:
@@ -341,10 +294,9 @@ class _Group:
 class InMemoryBus:
     """Kafka's delivery semantics in one process: partitions by key, groups with committed offsets."""
 
-    def __init__(self, partitions: int = 4, *, retry_backoff_s: float = 0.2, max_batch: int = 500) -> None:
+    def __init__(self, partitions: int = 4, *, retry_backoff_s: float = 0.2) -> None:
         self.partitions = partitions
         self.retry_backoff_s = retry_backoff_s
-        self.max_batch = max_batch
         self._logs: dict[str, list[list[IncomingRecord]]] = {}
         self._groups: dict[tuple[str, str], _Group] = {}
         self._subs: dict[int, tuple[Subscription, Dispatcher]] = {}
@@ -422,20 +374,18 @@ class InMemoryBus:
                     await cond.wait_for(lambda: state.offsets[partition] < len(log_) and bool(state.members))
                 continue
             member = state.members[partition % len(state.members)]
-            batch = log_[offset : offset + self.max_batch]
+            chunk = log_[offset : offset + max(1, member.sub.batch)]
             try:
-                done = await member.process_batch(batch)
+                await member.process_batch(chunk)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # redeliver the same records after a pause, as Kafka would
+            except Exception as exc:  # redeliver the same record after a pause, as Kafka would
                 log.warning("in-memory redelivery of %s/%d@%d: %s", topic, partition, offset, exc)
-                done = 0
-            state.offsets[partition] = offset + done
-            if done < len(batch):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-            else:
-                backoff = self.retry_backoff_s
+                continue
+            backoff = self.retry_backoff_s
+            state.offsets[partition] = offset + len(chunk)
 
     # Test helpers: what was published, decoded.
     def records(self, topic: str) -> list[IncomingRecord]:
@@ -680,17 +630,24 @@ class _KafkaConsumerLoop:
         from aiokafka.structs import OffsetAndMetadata
 
         topic = self.bus.logical(tp.topic)
+        done: int | None = None
         incoming = [
             IncomingRecord(topic, m.partition, m.offset, m.key, m.value or b"", tuple(m.headers or ()))
             for m in records
         ]
-        handled = await self.dispatcher.process_batch(incoming)
-        if handled < len(incoming):
-            consumer.seek(tp, incoming[handled].offset)
-            await asyncio.sleep(1.0)
-        if handled == 0:
+        size = max(1, self.sub.batch)
+        for start in range(0, len(incoming), size):
+            chunk = incoming[start : start + size]
+            try:
+                await self.dispatcher.process_batch(chunk)
+            except RetryLater as exc:
+                log.warning("will redeliver %s/%d@%d: %s", topic, tp.partition, chunk[0].offset, exc)
+                consumer.seek(tp, chunk[0].offset)
+                await asyncio.sleep(1.0)
+                break
+            done = chunk[-1].offset
+        if done is None:
             return
-        done = incoming[handled - 1].offset
         try:
             await consumer.commit({tp: OffsetAndMetadata(done + 1, "")})
         except (CommitFailedError, KafkaError) as exc:

@@ -187,4 +187,5 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route, so OpenAPI documents its problem+json answers."""
-    return {s: {"model": Problem, "content": {PROBLEM_JSON: {}}} for s in statuses}
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {s: {"model": Problem, "content": {PROBLEM_JSON: {"schema": schema}}} for s in statuses}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,13 +31,13 @@ async def claim(session: AsyncSession, consumer: str, event_id: str) -> bool:
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-async def claim_many(session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> set[str]:
-    """Record several events at once; returns the ids this transaction claimed (the others were handled)."""
+async def claim_many(session: AsyncSession, consumer: str, event_ids: list[str]) -> set[str]:
+    """`claim` for many events in one statement; returns the ids not handled before."""
     if not event_ids:
         return set()
     now = utcnow()
     rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     insert: Any = postgresql.insert(inbox_table) if dialect == "postgresql" else sqlite.insert(inbox_table)
-    statement = insert.values(rows).on_conflict_do_nothing().returning(inbox_table.c.event_id)
-    return set((await session.execute(statement)).scalars())
+    stmt = insert.values(rows).on_conflict_do_nothing().returning(inbox_table.c.event_id)
+    return {row.event_id for row in (await session.execute(stmt)).all()}

@@ -9,15 +9,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastmile.common.bus import Bus, OutgoingRecord
-from lastmile.common.db import Database, UtcDateTime, is_transient, utcnow
-from lastmile.common.events import Envelope, Payload
+from lastmile.common.db import Database, UtcDateTime, insert_many, is_transient, utcnow
+from lastmile.common.events import Envelope, Payload, SerialisedEnvelope, Topic
 from lastmile.common.inbox import inbox_table
 from lastmile.common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
@@ -51,53 +51,34 @@ def add(
 ) -> Envelope:
     """Stage an event in the same transaction as the state change it announces."""
     env = envelope or payload.envelope(source)
-    rows = _staged(session)
-    rows.append(
-        {
-            "topic": payload.TOPIC.name,
-            "key": payload.key(),
-            "event_id": str(env.id),
-            "type": env.type,
-            "payload": env.to_bytes(),
-            "created_at": utcnow(),
-        }
-    )
-    session.info["outbox_added"] = True
+    stage(session, payload.TOPIC, payload.key(), env)
     return env
 
 
-def add_many(session: AsyncSession, payloads: Iterable[Payload], *, source: str) -> None:
-    """`add` for many events at once, without building Envelope objects: the hot path of high-volume producers."""
-    rows = _staged(session)
-    now = utcnow()
-    for payload in payloads:
-        event_id, raw = payload.envelope_bytes(source)
-        rows.append(
-            {
-                "topic": payload.TOPIC.name,
-                "key": payload.key(),
-                "event_id": str(event_id),
-                "type": payload.TYPE,
-                "payload": raw,
-                "created_at": now,
-            }
-        )
-    session.info["outbox_added"] = True
-
-
-def _staged(session: AsyncSession) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] | None = session.info.get("outbox_rows")
+def stage(session: AsyncSession, topic: Topic, key: str, envelope: Envelope | SerialisedEnvelope) -> None:
+    """Stage an envelope already built (`Payload.serialised`, `events.serialise`) for `topic`, keyed by `key`."""
+    rows = session.info.get("outbox_rows")
     if rows is None:
         rows = session.info["outbox_rows"] = []
         # One executemany just before commit rather than an INSERT per event (Database.transaction runs it).
         session.info.setdefault("before_commit", []).append(_insert_staged)
-    return rows
+    rows.append(
+        {
+            "topic": topic.name,
+            "key": key,
+            "event_id": str(envelope.id),
+            "type": envelope.type,
+            "payload": envelope.to_bytes(),
+            "created_at": utcnow(),
+        }
+    )
+    session.info["outbox_added"] = True
 
 
 async def _insert_staged(session: AsyncSession) -> None:
     rows = session.info.pop("outbox_rows", None)
     if rows:
-        await session.execute(outbox_table.insert(), rows)
+        await insert_many(session, outbox_table, rows)
 
 
 class OutboxRelay:
@@ -116,7 +97,7 @@ class OutboxRelay:
         self.batch, self.poll_s = batch, poll_s
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
-        self._counted = 0.0
+        self._counted_at = -float("inf")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
@@ -200,11 +181,12 @@ class OutboxRelay:
         await self._delete([r.id for r in rows])
         for topic in {r.topic for r in rows}:
             OUTBOX_PUBLISHED.labels(self.service, topic).inc(sum(1 for r in rows if r.topic == topic))
-        # Counting the backlog costs a query: not while behind (it would slow the catching up), and at most once a
-        # second (every query before the next batch delays the events committed meanwhile).
-        if len(rows) < self.batch and time.monotonic() - self._counted >= 1.0:
+        if len(rows) < self.batch:
+            OUTBOX_BACKLOG.labels(self.service).set(0)  # it read all there was; what came since, next round
+        elif time.monotonic() - self._counted_at >= 1.0:
+            # count(*) scans the backlog: under load once a second, not once per batch
             await self._update_backlog()
-            self._counted = time.monotonic()
+            self._counted_at = time.monotonic()
         return len(rows)
 
     async def _delete(self, ids: Sequence[int]) -> None:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from lastmile.common.bus import BatchHandler, Bus, EventHandler, Subscription, make_bus
+from lastmile.common.bus import Bus, EventHandler, Subscription, make_bus
 from lastmile.common.clock import Clock
 from lastmile.common.db import Database, is_transient
 from lastmile.common.events import Payload
@@ -48,7 +48,6 @@ class Runtime:
         *,
         group: str | None = None,
         inbox: bool = True,
-        batch_handlers: Mapping[type[Payload], BatchHandler] | None = None,
         inbox_exempt: frozenset[type[Payload]] = frozenset(),
     ) -> Subscription:
         return Subscription(
@@ -59,7 +58,7 @@ class Runtime:
             inbox=inbox,
             max_attempts=self.settings.consumer_max_attempts,
             max_event_bytes=self.settings.max_event_bytes,
-            batch_handlers=dict(batch_handlers or {}),
+            batch=self.settings.consumer_batch,
             inbox_exempt=inbox_exempt,
         )
 

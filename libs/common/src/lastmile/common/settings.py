@@ -33,6 +33,8 @@ class CommonSettings(BaseSettings):
     kafka_replication_factor: int = 1
     kafka_create_topics: bool = True
     consumer_max_attempts: int = Field(default=5, ge=1)
+    # Records of one partition handled in one transaction (1: one transaction per record).
+    consumer_batch: int = Field(default=1, ge=1)
     max_event_bytes: int = 512 * 1024
 
     ops_token: SecretStr

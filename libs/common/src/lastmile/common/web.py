@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lastmile.common import metrics
-from lastmile.common.bus import BatchHandler, Bus, EventHandler
+from lastmile.common.bus import Bus, EventHandler
 from lastmile.common.clock import Clock
 from lastmile.common.errors import PROBLEM_JSON, LastmileError, install_problem_handlers
 from lastmile.common.events import Payload
@@ -131,6 +131,8 @@ def build_app(
     **fastapi_args: Any,
 ) -> FastAPI:
     """A FastAPI app with Lastmile's edge; the service adds its routers."""
+    # FastAPI's own OpenTelemetry hooks ask the environment on every request; our metrics are Prometheus'.
+    fastapi_args.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan, **fastapi_args)
     install_problem_handlers(app)
     app.add_middleware(EdgeMiddleware, service=service, max_body=max_body_bytes, limits=body_limits or {})
@@ -154,13 +156,12 @@ def service_app(
     clock: Clock | None = None,
     background: Callable[[D], Sequence[Background]] = lambda deps: (),
     body_limits: Mapping[str, int] | None = None,
-    batch_subscriptions: Callable[[D], Mapping[type[Payload], BatchHandler]] | None = None,
     inbox_exempt: frozenset[type[Payload]] = frozenset(),
 ) -> FastAPI:
     """The composition every service shares: runtime (database, bus, relay, consumers), deps, routers.
 
     `background` names the service's own long-running tasks (started after the runtime, stopped before it).
-    `batch_subscriptions` and `inbox_exempt` are passed to the service's subscription (see `Subscription`).
+    `inbox_exempt` is passed to the service's subscription (see `Subscription`).
     """
 
     @asynccontextmanager
@@ -168,10 +169,7 @@ def service_app(
         runtime = Runtime(settings, bus=bus, clock=clock)
         deps = make_deps(runtime)
         app.state.runtime, app.state.deps = runtime, deps
-        batch = batch_subscriptions(deps) if batch_subscriptions else None
-        subscription = runtime.subscription(
-            subscriptions(deps), batch_handlers=batch, inbox_exempt=inbox_exempt
-        )
+        subscription = runtime.subscription(subscriptions(deps), inbox_exempt=inbox_exempt)
         await runtime.start(migrations, [subscription])
         tasks = list(background(deps))
         try:

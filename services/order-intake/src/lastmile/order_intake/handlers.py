@@ -1,32 +1,34 @@
-"""Order intake's use cases, from HTTP and from events; SUBSCRIPTIONS at the bottom is the reaction graph."""
+"""Order intake's use cases for merchants and keys (ops), authentication, and events; SUBSCRIPTIONS at the
+bottom is the reaction graph. Orders' own use cases are in `handlers_orders.py`."""
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from prometheus_client import Counter
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastmile.common import events as ev
 from lastmile.common import outbox
 from lastmile.common.auth import MERCHANT_KEY_PREFIX, hash_secret, new_secret
-from lastmile.common.bus import EventHandler
+from lastmile.common.bus import HandlerWithDeps
 from lastmile.common.clock import Clock
 from lastmile.common.db import Database
-from lastmile.common.errors import Conflict, NotFound, Unauthorized
+from lastmile.common.errors import NotFound, Unauthorized
 from lastmile.common.ids import new_id
+from lastmile.common.ratelimit import RateLimiter
 from lastmile.order_intake import domain
+from lastmile.order_intake.caches import AuthCache, Merchant, Snapshot
 from lastmile.order_intake.settings import IntakeSettings
-from lastmile.order_intake.store import ApiKeyRow, IntakeStore, MerchantRow, OrderRow, StatusRow
+from lastmile.order_intake.store import ApiKeyRow, IntakeStore, MerchantRow
+from lastmile.order_intake.writer import OrderWriter
 
+log = logging.getLogger(__name__)
 SOURCE = "order-intake"
-
-ORDERS_RECEIVED = Counter(
-    "lastmile_order_intake_orders_received_total", "Orders accepted, by merchant id", ["merchant"]
-)
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,22 @@ class Deps:
     db: Database
     clock: Clock
     settings: IntakeSettings
+    keys: AuthCache = field(init=False)
+    depots: Snapshot[list[domain.Depot]] = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    writer: OrderWriter = field(init=False)
 
+    def __post_init__(self) -> None:
+        # frozen: the caches are built once, here, from the settings
+        object.__setattr__(self, "keys", AuthCache(self.settings.auth_cache_seconds))
+        object.__setattr__(self, "depots", Snapshot(self._load_depots, self.settings.depot_cache_seconds))
+        limiter = RateLimiter(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
+        object.__setattr__(self, "limiter", limiter)
+        object.__setattr__(self, "writer", OrderWriter(self.db, self.clock))
 
-@dataclass(frozen=True)
-class Merchant:
-    id: str
-    name: str
+    async def _load_depots(self) -> list[domain.Depot]:
+        async with self.db.read() as session:
+            return await IntakeStore(session).depots()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -91,6 +103,7 @@ async def revoke_api_key(merchant_id: str, key_id: str, deps: Deps) -> None:
             row.revoked_at = deps.clock.now()
             await session.flush()
             await _announce_keys(store, merchant_id, deps)
+            deps.db.after_commit(session, deps.keys.clear)
 
 
 async def _announce_keys(store: IntakeStore, merchant_id: str, deps: Deps) -> None:
@@ -110,84 +123,67 @@ async def _announce_keys(store: IntakeStore, merchant_id: str, deps: Deps) -> No
 
 
 async def authenticate_merchant(key: str | None, deps: Deps) -> Merchant:
+    """The key's merchant; cached for `auth_cache_seconds` (a revocation clears this replica's cache)."""
     if not key:
         raise Unauthorized("A merchant API key is required: Authorization: Bearer <key>")
-    async with deps.db.read() as session:
-        row = await IntakeStore(session).merchant_for_key(hash_secret(key))
-    if row is None:
+
+    async def load(key_hash: str) -> Merchant | None:
+        async with deps.db.read() as session:
+            found = await IntakeStore(session).merchant_for_key(key_hash)
+        return Merchant(*found) if found else None
+
+    merchant = await deps.keys.get_or_load(hash_secret(key), load)
+    if merchant is None:
         raise Unauthorized("Unknown or revoked API key")
-    return Merchant(row.id, row.name)
+    return merchant
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Orders (merchants)
+# Upkeep
 
 
-async def accept_order(cmd: domain.CreateOrder, merchant: Merchant, deps: Deps) -> OrderRow:
-    """Persist the order and its orders.v1 event in one transaction, then acknowledge."""
-    try:
-        async with deps.db.transaction() as session:
-            store = IntakeStore(session)
-            existing = await store.order_by_reference(merchant.id, cmd.reference)
-            if existing is not None:
-                raise _duplicate(existing)
-            depot = domain.choose_depot(
-                await store.depots(), cmd.destination.lat, cmd.destination.lon, cmd.depot_id
-            )
-            order = domain.new_order(
-                cmd,
-                order_id=new_id("ord"),
-                merchant_id=merchant.id,
-                merchant_name=merchant.name,
-                depot=depot,
-                tracking_token=secrets.token_urlsafe(24),  # 192 bits: unguessable
-                tracking_base_url=deps.settings.tracking_base_url,
-                now=deps.clock.now(),
-            )
-            await store.add_order(order, "received")
-            outbox.add(session, order, source=SOURCE)
-    except IntegrityError as exc:  # a concurrent request with the same reference won the race
-        async with deps.db.read() as session:
-            existing = await IntakeStore(session).order_by_reference(merchant.id, cmd.reference)
-        if existing is None:
-            raise
-        raise _duplicate(existing) from exc
-    ORDERS_RECEIVED.labels(merchant.id).inc()
-    return await get_order(order.order_id, merchant, deps)
+class IdempotencyJanitor:
+    """Forgets stored responses older than `idempotency_ttl_hours`: a retry after that is a new request."""
 
+    def __init__(self, deps: Deps, interval_s: float = 3600.0) -> None:
+        self.deps, self.interval_s = deps, interval_s
+        self._task: asyncio.Task[None] | None = None
 
-def _duplicate(existing: OrderRow) -> Conflict:
-    return Conflict(
-        f"An order with reference {existing.reference!r} exists: {existing.id}",
-        code="duplicate-reference",
-        title="Duplicate reference",
-    )
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="idempotency-janitor")
 
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
-async def get_order(order_id: str, merchant: Merchant, deps: Deps) -> OrderRow:
-    """Another merchant's order is reported as missing (404), never as forbidden."""
-    async with deps.db.read() as session:
-        row = await IntakeStore(session).order(order_id, merchant.id)
-    if row is None:
-        raise NotFound(f"Order {order_id} not found")
-    return row
+    async def purge(self) -> int:
+        before = self.deps.clock.now() - timedelta(hours=self.deps.settings.idempotency_ttl_hours)
+        async with self.deps.db.transaction() as session:
+            return await IntakeStore(session).forget_responses(before)
 
-
-async def order_history(order_id: str, merchant: Merchant, deps: Deps) -> list[StatusRow]:
-    await get_order(order_id, merchant, deps)
-    async with deps.db.read() as session:
-        return await IntakeStore(session).history(order_id)
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.purge()
+            except Exception as exc:  # the next round retries; requests are unaffected
+                log.warning("idempotency purge failed: %s", exc)
+            await asyncio.sleep(self.interval_s)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Events
 
 
-async def on_depot_upserted(session: AsyncSession, envelope: ev.Envelope, event: ev.DepotUpserted) -> None:
+async def on_depot_upserted(
+    session: AsyncSession, envelope: ev.Envelope, event: ev.DepotUpserted, deps: Deps
+) -> None:
     await IntakeStore(session).upsert_depot(event)
+    deps.db.after_commit(session, deps.depots.invalidate)
 
 
-async def on_delivery_event(session: AsyncSession, envelope: ev.Envelope, event: Any) -> None:
+async def on_delivery_event(session: AsyncSession, envelope: ev.Envelope, event: Any, deps: Deps) -> None:
     """The order's status follows the delivery's lifecycle."""
     store = IntakeStore(session)
     row = await store.order(event.order_id, lock=True)
@@ -198,10 +194,19 @@ async def on_delivery_event(session: AsyncSession, envelope: ev.Envelope, event:
         return
     row.status = new
     row.updated_at = envelope.time
-    await store.add_status(row.id, new, envelope.time, {"event": envelope.type, "event_id": str(envelope.id)})
+    await store.add_statuses(
+        [
+            (
+                row.id,
+                new,
+                envelope.time,
+                {"event": envelope.type, "event_id": str(envelope.id), **domain.status_detail(event)},
+            )
+        ]
+    )
 
 
-SUBSCRIPTIONS: dict[type[ev.Payload], EventHandler] = {
+SUBSCRIPTIONS: dict[type[ev.Payload], HandlerWithDeps[Deps]] = {
     ev.DepotUpserted: on_depot_upserted,
     ev.DeliveryScheduled: on_delivery_event,
     ev.DeliveryUnassigned: on_delivery_event,

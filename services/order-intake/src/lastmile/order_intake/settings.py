@@ -1,5 +1,7 @@
 """Order intake's settings (`LASTMILE_*`)."""
 
+from pydantic import Field
+
 from lastmile.common.settings import CommonSettings
 
 
@@ -8,3 +10,12 @@ class IntakeSettings(CommonSettings):
     port: int = 8001
     database_url: str = "sqlite+aiosqlite:///var/order-intake.db"
     tracking_base_url: str = "http://127.0.0.1:8003/track/"
+    max_body_bytes: int = 64 * 1024  # one order, or a change; the batch route has its own limit
+    batch_max_body_bytes: int = 8 * 1024 * 1024  # 1,000 orders of up to ~8 KiB each
+    # A revoked key still works on the other replicas for at most this long (at once on the one that revoked).
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    # A new or changed depot reaches the other replicas within this time (at once on the one that consumed it).
+    depot_cache_seconds: float = Field(default=5.0, ge=0)
+    rate_limit_per_second: float = Field(default=100.0, gt=0, description="requests per merchant")
+    rate_limit_burst: float = Field(default=200.0, ge=1)
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)

@@ -1,17 +1,27 @@
-"""Order intake's tables and the queries on them, named in domain words."""
+"""Order intake's tables and the queries on them, named in domain words.
+
+The hot path (accepting orders) uses Core statements and one executemany per table per transaction, and
+keeps the order as the JSON its event carries (serialised once, by pydantic), not as ORM objects.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lastmile.common import events as ev
-from lastmile.common.db import UtcDateTime
+from lastmile.common.db import UtcDateTime, insert_many
 from lastmile.order_intake.domain import Depot
+
+BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
@@ -45,29 +55,77 @@ class DepotRow(Base):
     timezone: Mapped[str] = mapped_column(sa.String(64))
     service_radius_km: Mapped[float]
     active: Mapped[bool] = mapped_column(default=True)
+    service_area: Mapped[list[list[float]] | None] = mapped_column(sa.JSON, nullable=True)
+    opens: Mapped[str] = mapped_column(sa.String(5), default="07:00")
+    closes: Mapped[str] = mapped_column(sa.String(5), default="21:00")
 
 
 class OrderRow(Base):
     __tablename__ = "orders"
-    __table_args__ = (sa.UniqueConstraint("merchant_id", "reference", name="uq_orders_merchant_reference"),)
+    __table_args__ = (
+        sa.UniqueConstraint("merchant_id", "reference", name="uq_orders_merchant_reference"),
+        sa.Index("ix_orders_merchant_id_id", "merchant_id", "id"),
+    )
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
-    merchant_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    merchant_id: Mapped[str] = mapped_column(sa.String(40))
     reference: Mapped[str] = mapped_column(sa.String(100))
     status: Mapped[str] = mapped_column(sa.String(30))
     depot_id: Mapped[str] = mapped_column(sa.String(40))
     version: Mapped[int]
-    snapshot: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    snapshot: Mapped[str] = mapped_column(sa.Text)  # the OrderSnapshot JSON its latest event carried
+    extra: Mapped[str] = mapped_column(sa.Text)  # what only the merchant sees: service level, metadata
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class StatusRow(Base):
     __tablename__ = "order_status_history"
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BIGINT, primary_key=True, autoincrement=True)
     order_id: Mapped[str] = mapped_column(sa.String(40), index=True)
     status: Mapped[str] = mapped_column(sa.String(30))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class IdempotencyRow(Base):
+    """A write's response, kept per merchant and key so that a retry gets it again instead of a second effect."""
+
+    __tablename__ = "idempotency_keys"
+    merchant_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(sa.String(64))
+    status_code: Mapped[int]
+    response: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+ORDERS = cast(sa.Table, OrderRow.__table__)
+IDEMPOTENCY_COLUMNS = ("merchant_id", "key", "request_hash", "status_code", "response", "created_at")
+HISTORY = cast(sa.Table, StatusRow.__table__)
+IDEMPOTENCY = cast(sa.Table, IdempotencyRow.__table__)
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """One accepted order as rows: its event's data (JSON), what only the merchant sees, and its envelope."""
+
+    order_id: str
+    merchant_id: str
+    reference: str
+    kind: str
+    depot_id: str
+    created_at: datetime
+    tracking_url: str
+    snapshot: str
+    extra: str
+    envelope: ev.SerialisedEnvelope
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    request_hash: str
+    status_code: int
+    body: bytes
 
 
 class IntakeStore:
@@ -77,20 +135,19 @@ class IntakeStore:
     # merchants and keys
     async def add_merchant(self, row: MerchantRow) -> None:
         self.session.add(row)
-        await (
-            self.session.flush()
-        )  # its keys reference it; without relationships the flush order is not implied
+        await self.session.flush()  # its keys reference it; without relationships the order is not implied
 
     async def add_key(self, row: ApiKeyRow) -> None:
         self.session.add(row)
 
-    async def merchant_for_key(self, key_hash: str) -> MerchantRow | None:
+    async def merchant_for_key(self, key_hash: str) -> tuple[str, str] | None:
         query = (
-            sa.select(MerchantRow)
+            sa.select(MerchantRow.id, MerchantRow.name)
             .join(ApiKeyRow, ApiKeyRow.merchant_id == MerchantRow.id)
             .where(ApiKeyRow.key_hash == key_hash, ApiKeyRow.revoked_at.is_(None))
         )
-        return (await self.session.execute(query)).scalar_one_or_none()
+        row = (await self.session.execute(query)).first()
+        return (row.id, row.name) if row else None
 
     async def merchant(self, merchant_id: str) -> MerchantRow | None:
         return await self.session.get(MerchantRow, merchant_id)
@@ -107,30 +164,58 @@ class IntakeStore:
     # depots
     async def depots(self) -> list[Depot]:
         rows = (await self.session.execute(sa.select(DepotRow))).scalars()
-        return [Depot(r.id, r.name, r.lat, r.lon, r.timezone, r.service_radius_km, r.active) for r in rows]
+        return [
+            Depot(
+                r.id,
+                r.name,
+                r.lat,
+                r.lon,
+                r.timezone,
+                r.service_radius_km,
+                r.active,
+                tuple((p[0], p[1]) for p in r.service_area) if r.service_area else None,
+                r.opens,
+                r.closes,
+            )
+            for r in rows
+        ]
 
     async def upsert_depot(self, d: ev.DepotUpserted) -> None:
         row = await self.session.get(DepotRow, d.depot_id) or DepotRow(id=d.depot_id)
         row.name, row.lat, row.lon = d.name, d.location.lat, d.location.lon
         row.timezone, row.service_radius_km, row.active = d.timezone, d.service_radius_km, d.active
+        row.service_area = [[p.lat, p.lon] for p in d.service_area] if d.service_area else None
+        row.opens, row.closes = d.opens, d.closes
         self.session.add(row)
 
     # orders
-    async def add_order(self, order: ev.OrderSnapshot, status: str) -> None:
-        self.session.add(
-            OrderRow(
-                id=order.order_id,
-                merchant_id=order.merchant_id,
-                reference=order.reference,
-                status=status,
-                depot_id=order.depot_id,
-                version=order.version,
-                snapshot=order.model_dump(mode="json"),
-                created_at=order.created_at,
-                updated_at=order.created_at,
-            )
-        )
-        await self.add_status(order.order_id, status, order.created_at)
+    async def add_orders(self, orders: Sequence[NewOrder], status: str) -> None:
+        """One multi-row insert per table, however many orders.
+
+        In (merchant, reference) order: writers that race for the same references then lock them in the same
+        order, so one waits for the other instead of both deadlocking."""
+        orders = sorted(orders, key=lambda o: (o.merchant_id, o.reference))
+        rows = [
+            {
+                "id": o.order_id,
+                "merchant_id": o.merchant_id,
+                "reference": o.reference,
+                "status": status,
+                "depot_id": o.depot_id,
+                "version": 1,
+                "snapshot": o.snapshot,
+                "extra": o.extra,
+                "created_at": o.created_at,
+                "updated_at": o.created_at,
+            }
+            for o in orders
+        ]
+        await insert_many(self.session, ORDERS, rows)
+        await self.add_statuses([(o.order_id, status, o.created_at, {}) for o in orders])
+
+    async def add_statuses(self, rows: Sequence[tuple[str, str, datetime, dict[str, Any]]]) -> None:
+        history = [{"order_id": i, "status": s, "at": at, "detail": json.dumps(d)} for i, s, at, d in rows]
+        await insert_many(self.session, HISTORY, history, raw_json=["detail"])
 
     async def order(
         self, order_id: str, merchant_id: str | None = None, *, lock: bool = False
@@ -142,17 +227,89 @@ class IntakeStore:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def order_by_reference(self, merchant_id: str, reference: str) -> OrderRow | None:
-        query = sa.select(OrderRow).where(
-            OrderRow.merchant_id == merchant_id, OrderRow.reference == reference
+    async def references_taken(self, merchant_id: str, references: Sequence[str]) -> dict[str, str]:
+        """reference → order id, for those of `references` the merchant already used."""
+        if not references:
+            return {}
+        query = sa.select(ORDERS.c.reference, ORDERS.c.id).where(
+            ORDERS.c.merchant_id == merchant_id, ORDERS.c.reference.in_(references)
         )
-        return (await self.session.execute(query)).scalar_one_or_none()
+        return {r.reference: r.id for r in await self.session.execute(query)}
 
-    async def add_status(
-        self, order_id: str, status: str, at: datetime, detail: dict[str, Any] | None = None
-    ) -> None:
-        self.session.add(StatusRow(order_id=order_id, status=status, at=at, detail=detail or {}))
+    async def references_of(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(merchant id, reference) → order id, for those of `pairs` already used."""
+        if not pairs:
+            return {}
+        c = ORDERS.c
+        query = sa.select(c.merchant_id, c.reference, c.id).where(
+            sa.tuple_(c.merchant_id, c.reference).in_(pairs)
+        )
+        return {(r.merchant_id, r.reference): r.id for r in await self.session.execute(query)}
+
+    async def list_orders(
+        self,
+        merchant_id: str,
+        *,
+        status: str | None,
+        reference: str | None,
+        created_from: datetime | None,
+        created_to: datetime | None,
+        before_id: str | None,
+        limit: int,
+    ) -> list[OrderRow]:
+        """Newest first; ids are time-ordered, so `before_id` is the cursor."""
+        query = sa.select(OrderRow).where(OrderRow.merchant_id == merchant_id)
+        if status is not None:
+            query = query.where(OrderRow.status == status)
+        if reference is not None:
+            query = query.where(OrderRow.reference == reference)
+        if created_from is not None:
+            query = query.where(OrderRow.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(OrderRow.created_at < created_to)
+        if before_id is not None:
+            query = query.where(OrderRow.id < before_id)
+        query = query.order_by(OrderRow.id.desc()).limit(limit)
+        return list((await self.session.execute(query)).scalars())
 
     async def history(self, order_id: str) -> list[StatusRow]:
         query = sa.select(StatusRow).where(StatusRow.order_id == order_id).order_by(StatusRow.id)
         return list((await self.session.execute(query)).scalars())
+
+    # idempotency
+    async def stored_response(self, merchant_id: str, key: str) -> StoredResponse | None:
+        return (await self.stored_responses([(merchant_id, key)])).get((merchant_id, key))
+
+    async def stored_responses(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredResponse]:
+        """(merchant id, key) → the answer stored under it, for those of `keys` that have one."""
+        if not keys:
+            return {}
+        c = IDEMPOTENCY.c
+        query = sa.select(c.merchant_id, c.key, c.request_hash, c.status_code, c.response).where(
+            sa.tuple_(c.merchant_id, c.key).in_(keys)
+        )
+        rows = await self.session.execute(query)
+        return {
+            (r.merchant_id, r.key): StoredResponse(r.request_hash, r.status_code, r.response) for r in rows
+        }
+
+    async def store_response(
+        self, merchant_id: str, key: str, request_hash: str, status_code: int, body: bytes, at: datetime
+    ) -> None:
+        await self.store_responses([(merchant_id, key, request_hash, status_code, body, at)])
+
+    async def store_responses(self, rows: Sequence[tuple[str, str, str, int, bytes, datetime]]) -> None:
+        rows = sorted(rows, key=lambda r: (r[0], r[1]))  # lock order, as in add_orders
+        await insert_many(
+            self.session, IDEMPOTENCY, [dict(zip(IDEMPOTENCY_COLUMNS, r, strict=True)) for r in rows]
+        )
+
+    async def forget_responses(self, before: datetime) -> int:
+        result = await self.session.execute(sa.delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < before))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def extra_json(service_level: str | None, metadata: dict[str, Any]) -> str:
+    return to_json({"service_level": service_level, "metadata": metadata}).decode()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from lastmile.common.bus import Bus, bind, bind_batch
+from lastmile.common.bus import Bus, bind
 from lastmile.common.clock import Clock
 from lastmile.common.ratelimit import RateLimiter
 from lastmile.common.runtime import Runtime
@@ -50,7 +50,6 @@ def create_app(settings: TrackerSettings, *, bus: Bus | None = None, clock: Cloc
         migrations=Path(__file__).parent / "migrations",
         make_deps=make_deps,
         subscriptions=lambda deps: bind(handlers.SUBSCRIPTIONS, deps),
-        batch_subscriptions=lambda deps: bind_batch(handlers.BATCH_SUBSCRIPTIONS, deps),
         inbox_exempt=handlers.INBOX_EXEMPT,
         bus=bus,
         clock=clock,

@@ -10,7 +10,7 @@ import logging
 from lastmile.common import events as ev
 from lastmile.common import outbox
 from lastmile.common.auth import DEVICE_KEY_PREFIX, hash_secret, new_secret, same
-from lastmile.common.bus import BatchHandlerWithDeps, HandlerWithDeps
+from lastmile.common.bus import HandlerWithDeps
 from lastmile.common.errors import NotFound, Unauthorized
 from lastmile.common.ids import new_id
 from lastmile.tracker import handlers_eta, handlers_views
@@ -118,14 +118,12 @@ SUBSCRIPTIONS: dict[type[ev.Payload], HandlerWithDeps[Deps]] = {
     ev.RoutePlanned: handlers_eta.on_route,
     ev.RouteRevised: handlers_eta.on_route,
     ev.RouteCancelled: handlers_eta.on_route_cancelled,
+    ev.LocationReported: handlers_eta.on_location,
     ev.OrderCreated: handlers_views.on_order,
     ev.OrderUpdated: handlers_views.on_order,
     ev.OrderCancelled: handlers_views.on_order_cancelled,
 }
 
-# locations.v1 at thousands a second: consecutive positions of a partition go to the ETA engine together, and
-# need no inbox (the engine ignores a position not newer than the last it used for that vehicle).
-BATCH_SUBSCRIPTIONS: dict[type[ev.Payload], BatchHandlerWithDeps[Deps]] = {
-    ev.LocationReported: handlers_eta.on_locations,
-}
+# locations.v1 at thousands a second: a partition's positions are consumed in batches (LASTMILE_CONSUMER_BATCH)
+# and need no inbox (the engine ignores a position not newer than the last it used for that vehicle).
 INBOX_EXEMPT = frozenset({ev.LocationReported})

@@ -84,13 +84,24 @@ async def on_route_cancelled(
         route.progress_seq += 1
 
 
-async def on_locations(
-    session: AsyncSession, items: Sequence[tuple[ev.Envelope, ev.LocationReported]], deps: Deps
+async def on_location(
+    session: AsyncSession, envelope: ev.Envelope, event: ev.LocationReported, deps: Deps
 ) -> None:
+    """A position. In a batch (the consume loop hands a partition's records to one transaction) the first call
+    takes every position of the batch at once, vehicle by vehicle, and the others have nothing left to do."""
+    batch = session.info.get("batch")
+    if batch is None:
+        await on_locations(session, [event], deps)
+    elif not session.info.get("tracker.locations_done"):
+        session.info["tracker.locations_done"] = True
+        await on_locations(session, [e for e in batch if isinstance(e, ev.LocationReported)], deps)
+
+
+async def on_locations(session: AsyncSession, reports: Sequence[ev.LocationReported], deps: Deps) -> None:
     """Positions of a partition's vehicles, in order; suspect ones are kept out of the ETAs."""
     now = deps.clock.now()
     fixes: dict[str, list[ev.LocationReported]] = {}
-    for _, report in items:
+    for report in reports:
         LOCATION_LAG.observe(max(0.0, (now - report.received_at).total_seconds()))
         if not report.suspect:
             fixes.setdefault(report.vehicle_id, []).append(report)
@@ -140,7 +151,8 @@ async def apply(
     Database.after_commit(session, lambda: deps.progress.put(route_id, seq, progress))
     if step.progress.started and route.status == "planned":
         route.status, route.started_at = "started", now
-    outbox.add_many(session, step.events, source=SOURCE)
+    for event in step.events:
+        outbox.stage(session, event.TOPIC, event.key(), event.serialised(SOURCE))
     moves = [e for e in step.events if isinstance(e, ev.OutForDelivery | ev.Arrived)]  # rare: rows loaded
     if moves:
         stops = await store.stops_of([e.order_id for e in moves])

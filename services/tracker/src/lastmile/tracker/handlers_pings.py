@@ -162,7 +162,8 @@ class Ingestor:
                     job.outcomes[index] = "duplicate"  # stored by an earlier request (a retry)
                     continue
                 published.append(_location(job, ping, job.outcomes[index] == "suspect"))
-            outbox.add_many(session, published, source=SOURCE)
+            for location in published:
+                outbox.stage(session, ev.LOCATIONS, location.vehicle_id, location.serialised(SOURCE))
             moved = batch.save(session, states, self.clock.now())
             session.info.setdefault("after_commit", []).append(lambda: self.changes.notify(moved))
 

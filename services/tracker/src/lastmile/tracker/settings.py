@@ -15,6 +15,7 @@ class TrackerSettings(CommonSettings):
     database_url: str = "sqlite+aiosqlite:///var/tracker.db"
     max_body_bytes: int = 3 * 1024 * 1024  # a completion may carry a photo and a signature
     outbox_batch: int = 5000  # a LocationReported per ping: the relay hands Kafka large batches
+    consumer_batch: int = 500  # a partition's positions reach the ETA engine together (one transaction)
 
     # The OsmAnd protocol (Traccar Client and other phone apps) on a port of its own, as Traccar serves it;
     # 0 lets the system pick a free port, -1 turns the listener off.

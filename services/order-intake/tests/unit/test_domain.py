@@ -1,0 +1,98 @@
+"""Order rules, called directly: no I/O."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pydantic_core import to_json
+
+from lastmile.common import events as ev
+from lastmile.order_intake import domain
+from lastmile.order_intake.schemas import CreateOrder
+
+BERLIN = domain.Depot("dep_b", "Berlin", 52.52, 13.40, "Europe/Berlin", 15)
+NOW = datetime(2030, 12, 2, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
+
+
+def command(**changes: object) -> CreateOrder:
+    order = {
+        "reference": "A-1",
+        "recipient": {"name": "Ada", "phone": "+447700900123", "email": "ada@example.com"},
+        "destination": {
+            "lat": 52.5208,
+            "lon": 13.4095,
+            "address_lines": ["Alexanderplatz 1"],
+            "country": "DE",
+        },
+        "time_windows": [{"start": "2030-12-02T10:00:00+01:00", "end": "2030-12-02T18:00:00+01:00"}],
+        "parcels": [{"count": 2, "weight_kg": 3}],
+        "skills": ["heavy"],
+        "ready_at": "2030-12-02T09:30:00+01:00",
+        **changes,
+    }
+    return CreateOrder.model_validate({k: v for k, v in order.items() if v is not None})
+
+
+def new(cmd: CreateOrder) -> dict[str, object]:
+    return domain.new_order(
+        cmd,
+        order_id="ord_1",
+        merchant_id="mer_1",
+        merchant_name="Acme",
+        depot=BERLIN,
+        tracking_token="tok",
+        tracking_base_url="https://t/",
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize("level", [None, "same_day", "next_day"])
+def test_a_new_orders_data_is_exactly_its_created_event(level: str | None) -> None:
+    cmd = command(time_windows=None, service_level=level) if level else command()
+    data = new(cmd)
+    event = ev.OrderCreated.model_validate(data)
+    assert set(data) == set(ev.OrderCreated.model_fields)
+    assert json.loads(to_json(data)) == json.loads(event.model_dump_json())
+
+
+def test_a_same_day_window_starts_now_and_ends_at_closing() -> None:
+    window = domain.service_window("same_day", BERLIN, NOW, None)
+    assert (window.start.isoformat(), window.end.isoformat()) == (
+        "2030-12-02T09:01:00+01:00",
+        "2030-12-02T21:00:00+01:00",
+    )
+
+
+def test_next_day_across_the_end_of_daylight_saving_keeps_local_hours() -> None:
+    saturday = datetime(2030, 10, 26, 12, 0, tzinfo=UTC)  # clocks go back in Berlin that night
+    window = domain.service_window("next_day", BERLIN, saturday, None)
+    assert (window.start.isoformat(), window.end.isoformat()) == (
+        "2030-10-27T07:00:00+01:00",
+        "2030-10-27T21:00:00+01:00",
+    )
+
+
+def test_the_nearest_serving_depot_wins() -> None:
+    near = domain.Depot("near", "Near", 52.52, 13.41, "Europe/Berlin", 5)
+    far = domain.Depot("far", "Far", 52.40, 13.10, "Europe/Berlin", 50)
+    inactive = domain.Depot("off", "Off", 52.5208, 13.4095, "Europe/Berlin", 50, active=False)
+    assert domain.choose_depot([far, inactive, near], 52.5208, 13.4095, None).id == "near"
+
+
+def test_a_polygon_holds_what_is_inside_it() -> None:
+    square = ((0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 0.0))
+    assert domain.inside(square, 0.5, 0.5)
+    assert not domain.inside(square, 1.5, 0.5)
+
+
+def test_changes_stop_once_out_for_delivery() -> None:
+    snapshot = ev.OrderCreated.model_validate(new(command()))
+    with pytest.raises(domain.NotChangeable):
+        domain.cancel_order(snapshot, "out_for_delivery", None, NOW)
+    assert domain.cancel_order(snapshot, "scheduled", "no", NOW).version == 2
+
+
+def test_status_never_goes_back_from_a_driven_route() -> None:
+    scheduled = ev.DeliveryUnassigned(order_id="o", depot_id="d", reason="no vehicle")
+    assert domain.status_after("out_for_delivery", scheduled) is None
+    assert domain.status_after("received", scheduled) == "unassigned"
