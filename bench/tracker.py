@@ -439,7 +439,7 @@ def write_docs(results: dict[str, Any], loads: list[str]) -> str:
         "",
         f"Load average (1, 5, 15 min) before and after: {' → '.join(loads)}. Measured {datetime.now(UTC):%Y-%m-%d}.",
         "The tracker's CPU share (from /proc) says how much of a core it got; throughput per CPU-second estimates",
-        "what it does with a whole core to itself, which this shared machine did not give it.",
+        "what it would do with a whole core to itself (a busier machine gives it less).",
         "The latency is counted from the moment the benchmark sends the request carrying the position, so it",
         "includes the HTTP exchange, the group commit, the outbox relay, Kafka, the ETA engine's consumer and its",
         "outbox; the vehicles are stuck in traffic, so each ping slips their ETAs and every couple of minutes one",
