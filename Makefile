@@ -13,7 +13,7 @@ export LASTMILE_SHARED ?= $(abspath ../shared)
 
 .PHONY: run test unit service integration e2e deploy-tests lint format venv infra-up infra-down infra-status \
         events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-intake bench-notifier \
-        bench-planner
+        bench-planner bench-tracker
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
@@ -22,6 +22,7 @@ help:
 	@echo "make infra-up | infra-down                         Kafka and PostgreSQL for local development"
 	@echo "make check-deploy   manifests, compose file, alert rules, and dashboards against a scraped stack"
 	@echo "make deploy-gen     regenerate the dashboards' JSON and the PrometheusRule after editing their sources"
+	@echo "make bench-tracker  the tracker's throughput and latency figures (docs/benchmarks.md)"
 	@echo "make bench-intake   order intake under load on the running Kafka and PostgreSQL (docs/benchmarks.md)"
 	@echo "make bench-notifier customer messages under load on the running Kafka and PostgreSQL (docs/benchmarks.md)"
 
@@ -36,13 +37,18 @@ $(VENV)/.installed: constraints.txt requirements-dev.txt $(PACKAGES:%=%/pyprojec
 	$(PY) -m pip install -q -c constraints.txt -r requirements-dev.txt $(PACKAGES:%=-e %)
 	@touch $@
 
-# Java and Maven fetch and run the Kafka broker; PostgreSQL comes from Debian's packages (tools/pg/pg.sh).
+# Java and Maven fetch and run the Kafka broker; PostgreSQL comes from Debian's packages (tools/pg/pg.sh);
+# Chromium (Debian's, never a downloaded build) runs the tracking page's browser tests.
 system-deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  echo "installing Java and Maven from Debian's packages"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq default-jdk-headless maven >/dev/null; }
 	@tools/pg/pg.sh install
+	@command -v chromium >/dev/null || { \
+	  echo "installing Chromium from Debian's packages (the tracking page's browser tests)"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
 	  echo "installing Prometheus (promtool, and the server the dashboard test scrapes with) from Debian's packages"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
@@ -128,6 +134,10 @@ bench-planner: venv
 
 # ---------------------------------------------------------------------------------------------------------
 # Other
+
+# Benchmarks (figures to docs/benchmarks.md; they need Kafka and PostgreSQL, started here when not running)
+bench-tracker: venv
+	tools/with-infra.sh $(PY) bench/tracker.py
 
 events-doc: venv
 	$(PY) -m lastmile.common.catalog docs/events

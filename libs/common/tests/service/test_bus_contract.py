@@ -169,3 +169,18 @@ class TestBatches:
         ]
         await asyncio.sleep(0.3)
         assert await effects() == [0, 1, 2, 4]
+
+
+class TestInboxExempt:
+    async def test_exempt_types_skip_the_inbox_alone_and_in_batches(self, harness: Any) -> None:
+        seen: list[str] = []
+
+        async def handle(session: Any, envelope: ev.Envelope, event: ev.EtaChanged) -> None:
+            seen.append(str(envelope.id))
+
+        envelope = eta("ord_x", 1).envelope("test")
+        record = OutgoingRecord("deliveries.v1", b"ord_x", envelope.to_bytes())
+        await harness.bus.publish([record, record, record])
+        harness.subscribe({ev.EtaChanged: handle}, batch=2, inbox_exempt=frozenset({ev.EtaChanged}))
+        await wait_for(seen, 3)
+        assert seen == [str(envelope.id)] * 3  # the handler's own natural key must absorb these

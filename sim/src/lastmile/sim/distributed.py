@@ -37,6 +37,7 @@ class Stack:
     logs: Path
     topic_prefix: str = ""
     host: str = "127.0.0.1"
+    osmand_port: int = 0  # the tracker's OsmAnd listener; 0: a free port of the system's choosing
     extra_env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _log_files: dict[str, IO[bytes]] = field(default_factory=dict)
@@ -55,6 +56,7 @@ class Stack:
                 "LASTMILE_DATABASE_URL": self.databases[service],
                 "LASTMILE_HOST": self.host,
                 "LASTMILE_PORT": str(self.ports[service]),
+                "LASTMILE_OSMAND_PORT": str(self.osmand_port),
                 "LASTMILE_OPS_TOKEN": self.ops_token,
                 "LASTMILE_PUBLIC_URL": tracker,
                 "LASTMILE_TRACKING_BASE_URL": tracker + "/track/",

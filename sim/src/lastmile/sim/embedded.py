@@ -38,6 +38,9 @@ from lastmile.tracker.settings import TrackerSettings
 log = logging.getLogger("lastmile.embedded")
 
 PORTS = {"order-intake": 8001, "planner": 8002, "tracker": 8003, "notifier": 8004}
+OSMAND_PORT = (
+    5055  # the tracker's OsmAnd listener (Traccar Client and other phone apps), as Traccar serves it
+)
 
 
 @dataclass
@@ -48,9 +51,14 @@ class Platform:
     bus: InMemoryBus
     ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
     servers: dict[str, uvicorn.Server] = field(default_factory=dict)
+    osmand_port: int = 0
 
     def url(self, service: str) -> str:
         return f"http://{self.host}:{self.ports[service]}"
+
+    @property
+    def osmand_url(self) -> str:
+        return f"http://{self.host}:{self.osmand_port}/"
 
 
 def load_ops_token(var: Path) -> str:
@@ -64,7 +72,7 @@ def load_ops_token(var: Path) -> str:
 
 
 def service_settings(
-    var: Path, host: str, ops_token: str, ports: dict[str, int], **common: Any
+    var: Path, host: str, ops_token: str, ports: dict[str, int], osmand_port: int = 0, **common: Any
 ) -> dict[str, CommonSettings]:
     shared: dict[str, Any] = {
         "host": host,
@@ -83,7 +91,9 @@ def service_settings(
             **shared,
         ),
         "planner": PlannerSettings(database_url=f"{db}/planner.db", port=ports["planner"], **shared),
-        "tracker": TrackerSettings(database_url=f"{db}/tracker.db", port=ports["tracker"], **shared),
+        "tracker": TrackerSettings(
+            database_url=f"{db}/tracker.db", port=ports["tracker"], osmand_port=osmand_port, **shared
+        ),
         "notifier": NotifierSettings(
             database_url=f"{db}/notifier.db",
             port=ports["notifier"],
@@ -100,16 +110,18 @@ async def running(
     host: str = "127.0.0.1",
     clock: Clock | None = None,
     ports: dict[str, int] | None = None,
+    osmand_port: int = 0,
     **common: Any,
 ) -> AsyncIterator[Platform]:
-    """Start the four apps on their ports; stop them cleanly on exit."""
+    """Start the four apps on their ports (and the tracker's OsmAnd listener: 0 picks a free port); stop them
+    cleanly on exit."""
     var.mkdir(parents=True, exist_ok=True)
     clock = clock or Clock()
     bus = InMemoryBus()
     platform = Platform(
         var=var, host=host, ops_token=load_ops_token(var), bus=bus, ports=dict(ports or PORTS)
     )
-    settings = service_settings(var, host, platform.ops_token, platform.ports, **common)
+    settings = service_settings(var, host, platform.ops_token, platform.ports, osmand_port, **common)
     factories = {
         "order-intake": intake_app,
         "planner": planner_app,
@@ -118,14 +130,17 @@ async def running(
     }
     await bus.start()
     tasks = []
+    apps = {}
     for name, factory in factories.items():
         s = settings[name]
-        server = uvicorn.Server(uvicorn_config(factory(s, bus=bus, clock=clock), s.host, s.port))  # type: ignore[operator]
+        apps[name] = factory(s, bus=bus, clock=clock)  # type: ignore[operator]
+        server = uvicorn.Server(uvicorn_config(apps[name], s.host, s.port))
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # one handler, below
         platform.servers[name] = server
         tasks.append(asyncio.create_task(server.serve(), name=f"serve-{name}"))
     try:
         await _wait_started(platform, tasks)
+        platform.osmand_port = apps["tracker"].state.osmand.port
         yield platform
     finally:
         for server in platform.servers.values():
@@ -215,7 +230,7 @@ async def seed_demo(platform: Platform) -> dict[str, Any]:
         "ops_token": platform.ops_token,
         "depot": {"id": depot["id"], "lat": depot["lat"], "lon": depot["lon"], "timezone": depot["timezone"]},
         "devices": devices,
-        "urls": {name: platform.url(name) for name in PORTS},
+        "urls": {name: platform.url(name) for name in PORTS} | {"osmand": platform.osmand_url},
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(credentials, indent=2))
@@ -233,13 +248,15 @@ async def _post(
     return result
 
 
-async def serve_forever(var: Path, ports: dict[str, int] | None = None) -> None:
+async def serve_forever(
+    var: Path, ports: dict[str, int] | None = None, osmand_port: int = OSMAND_PORT
+) -> None:
     """`make run`: start, seed, print where to look, run until Ctrl-C."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(var, ports=ports) as platform:
+    async with running(var, ports=ports, osmand_port=osmand_port) as platform:
         credentials = await seed_demo(platform)
         write_example_order(platform.var / "example-order.json", credentials)
         print(banner(platform, credentials), flush=True)
@@ -269,6 +286,9 @@ def banner(platform: Platform, credentials: dict[str, Any]) -> str:
     lines = ["", "Lastmile is running (embedded mode: one process, in-memory bus, SQLite under var/).", ""]
     for name in PORTS:
         lines.append(f"  {name:<13} {platform.url(name)}/docs    metrics: {platform.url(name)}/metrics")
+    lines.append(
+        f"  {'osmand':<13} {platform.osmand_url}   (Traccar Client: server URL {platform.osmand_url}?key=<device key>)"
+    )
     lines += [
         "",
         f"  credentials   {platform.var / 'credentials.json'}  (merchant API key, ops token, device keys)",

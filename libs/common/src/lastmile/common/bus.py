@@ -80,6 +80,12 @@ class Subscription:
     # Records of one partition handled in one transaction (1: a transaction per record). A batch that fails
     # is handled again one record at a time, so only the bad record is retried and dead-lettered.
     batch: int = 1
+    # Event types whose handlers are idempotent by a natural key of their own (a version, a per-key timestamp):
+    # no inbox row is written for them, which matters on high-volume topics (the tracker's locations.v1).
+    inbox_exempt: frozenset[type[Payload]] = frozenset()
+
+    def uses_inbox(self, type_: str) -> bool:
+        return self.inbox and EVENT_TYPES.get(type_) not in self.inbox_exempt
 
     @property
     def topics(self) -> list[str]:
@@ -165,14 +171,15 @@ class Dispatcher:
         async with self.sub.db.transaction() as session:
             # Handlers may look at the whole batch (e.g. to load what all its events need in one query).
             session.info["batch"] = [payload for _, _, payload, _ in ready]
-            ids = [str(envelope.id) for _, envelope, _, _ in ready]
-            fresh = await claim_many(session, self.sub.group, ids) if self.sub.inbox else set(ids)
+            ids = [str(envelope.id) for _, envelope, _, _ in ready if self.sub.uses_inbox(envelope.type)]
+            fresh = await claim_many(session, self.sub.group, ids)
             for record, envelope, payload, handler in ready:
                 event_id = str(envelope.id)
-                if event_id not in fresh:
-                    outcomes.append("duplicate")
-                    continue
-                fresh.discard(event_id)  # the same event twice in one batch: the second is a duplicate
+                if self.sub.uses_inbox(envelope.type):
+                    if event_id not in fresh:
+                        outcomes.append("duplicate")
+                        continue
+                    fresh.discard(event_id)  # the same event twice in one batch: the second is a duplicate
                 with log_context(
                     event_id=event_id, topic=record.topic, order_id=getattr(payload, "order_id", None)
                 ):
@@ -222,7 +229,9 @@ class Dispatcher:
             attempt += 1
             try:
                 async with self.sub.db.transaction() as session:
-                    if self.sub.inbox and not await claim(session, self.sub.group, str(envelope.id)):
+                    if self.sub.uses_inbox(envelope.type) and not await claim(
+                        session, self.sub.group, str(envelope.id)
+                    ):
                         return "duplicate"
                     await handler(session, envelope, payload)
                 return "handled"
@@ -577,6 +586,7 @@ class _KafkaConsumerLoop:
 
     async def _consume(self) -> None:
         from aiokafka import AIOKafkaConsumer
+        from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bus.bootstrap,
@@ -588,6 +598,9 @@ class _KafkaConsumerLoop:
             heartbeat_interval_ms=3000,
             max_poll_records=500,
             fetch_max_wait_ms=100,
+            # Range assignment gives one member the same partitions of every topic it reads, so topics keyed
+            # alike (routes.v1 and locations.v1 by vehicle) are co-partitioned: one member owns a vehicle.
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
         consumer.subscribe(
             [self.bus.physical(t) for t in self.sub.topics], listener=_RevokeListener(self._idle)

@@ -116,7 +116,8 @@ class Payload(BaseModel):
 
     def subject(self) -> str:
         """The entity the event is about; the order for most events."""
-        return str(getattr(self, "order_id", None) or self.key())
+        # __dict__, not getattr: a missing attribute costs pydantic an exception, on every event of some topics
+        return str(self.__dict__.get("order_id") or self.key())
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +395,7 @@ class LocationReported(Payload):
     accuracy_m: float | None = None
     battery: float | None = None
     suspect: bool = False
+    altitude_m: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -439,6 +441,7 @@ class EtaChanged(Payload):
     stops_before: int = 0
     arriving_soon: bool = False
     at: AwareDatetime
+    position_at: AwareDatetime | None = None  # when the position this ETA was computed from was recorded
 
 
 @event("lastmile.delivery.arrived", DELIVERIES)

@@ -44,7 +44,12 @@ class Runtime:
         self.subscriptions: list[Subscription] = []
 
     def subscription(
-        self, handlers: Mapping[type[Payload], EventHandler], *, group: str | None = None, inbox: bool = True
+        self,
+        handlers: Mapping[type[Payload], EventHandler],
+        *,
+        group: str | None = None,
+        inbox: bool = True,
+        inbox_exempt: frozenset[type[Payload]] = frozenset(),
     ) -> Subscription:
         return Subscription(
             service=self.service,
@@ -55,6 +60,7 @@ class Runtime:
             max_attempts=self.settings.consumer_max_attempts,
             max_event_bytes=self.settings.max_event_bytes,
             batch=self.settings.consumer_batch,
+            inbox_exempt=inbox_exempt,
         )
 
     async def start(self, migrations: Path, subscriptions: Sequence[Subscription] = ()) -> None:

@@ -156,10 +156,12 @@ def service_app(
     clock: Clock | None = None,
     background: Callable[[D], Sequence[Background]] = lambda deps: (),
     body_limits: Mapping[str, int] | None = None,
+    inbox_exempt: frozenset[type[Payload]] = frozenset(),
 ) -> FastAPI:
     """The composition every service shares: runtime (database, bus, relay, consumers), deps, routers.
 
     `background` names the service's own long-running tasks (started after the runtime, stopped before it).
+    `inbox_exempt` is passed to the service's subscription (see `Subscription`).
     """
 
     @asynccontextmanager
@@ -167,7 +169,8 @@ def service_app(
         runtime = Runtime(settings, bus=bus, clock=clock)
         deps = make_deps(runtime)
         app.state.runtime, app.state.deps = runtime, deps
-        await runtime.start(migrations, [runtime.subscription(subscriptions(deps))])
+        subscription = runtime.subscription(subscriptions(deps), inbox_exempt=inbox_exempt)
+        await runtime.start(migrations, [subscription])
         tasks = list(background(deps))
         try:
             for task in tasks:

@@ -1,12 +1,73 @@
 """Tracker's settings (`LASTMILE_*`)."""
 
+from __future__ import annotations
+
+from pydantic import Field
+
 from lastmile.common.settings import CommonSettings
+from lastmile.tracker.domain import Limits
+from lastmile.tracker.domain_eta import EtaConfig
 
 
 class TrackerSettings(CommonSettings):
     service: str = "tracker"
     port: int = 8003
     database_url: str = "sqlite+aiosqlite:///var/tracker.db"
+    max_body_bytes: int = 3 * 1024 * 1024  # a completion may carry a photo and a signature
+    outbox_batch: int = 5000  # a LocationReported per ping: the relay hands Kafka large batches
+    consumer_batch: int = 500  # a partition's positions reach the ETA engine together (one transaction)
+
+    # The OsmAnd protocol (Traccar Client and other phone apps) on a port of its own, as Traccar serves it;
+    # 0 lets the system pick a free port, -1 turns the listener off.
+    osmand_port: int = 5055
+    osmand_host: str | None = None  # defaults to `host`
+
+    # Ingest
     max_future_skew_s: float = 120.0
     max_ping_age_s: float = 24 * 3600.0
-    max_batch: int = 1000
+    max_batch: int = Field(default=1000, ge=1)
+    max_speed_mps: float = 70.0
+    ingest_flush_pings: int = Field(default=5000, ge=1)
+    device_cache_s: float = 5.0  # a key revoked on another replica works about this long (+1 s) here
+    device_rate_per_s: float = 50.0
+    device_burst: float = 200.0
+    position_retention_s: float = 7 * 24 * 3600.0
+    purge_interval_s: float = 600.0
+    active_vehicle_s: float = 600.0
+
+    # ETA engine
+    arrival_radius_m: float = 50.0
+    departure_radius_m: float = 100.0
+    dwell_s: float = 30.0
+    eta_change_threshold_s: float = 120.0
+    arriving_soon_s: float = 600.0
+    delay_threshold_s: float = 900.0
+
+    # Customer tracking page
+    tracking_map_stops: int = (
+        3  # the vehicle is shown when at most this many stops come before the customer's
+    )
+    tracking_grace_s: float = 3 * 24 * 3600.0  # how long a link works after delivery (or cancellation)
+    tracking_tiles_url: str | None = (
+        None  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; none: offline
+    )
+    tracking_tiles_attribution: str = "© OpenStreetMap contributors"
+    stream_poll_s: float = 5.0  # how often live streams look for changes made by other replicas
+    proof_image_max_bytes: int = 1024 * 1024
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_future_skew_s=self.max_future_skew_s,
+            max_age_s=self.max_ping_age_s,
+            max_speed_mps=self.max_speed_mps,
+        )
+
+    def eta_config(self) -> EtaConfig:
+        return EtaConfig(
+            arrival_radius_m=self.arrival_radius_m,
+            departure_radius_m=self.departure_radius_m,
+            dwell_s=self.dwell_s,
+            change_threshold_s=self.eta_change_threshold_s,
+            arriving_soon_s=self.arriving_soon_s,
+            delay_threshold_s=self.delay_threshold_s,
+        )

@@ -1,17 +1,20 @@
-"""Tracker's tables (devices, routes and stops, positions, vehicle state, tracking tokens) and queries."""
+"""Tracker's tables (devices, routes and stops, positions, vehicle state, tracking tokens, proof images) and
+queries."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, defer, mapped_column
 
 from lastmile.common.db import UtcDateTime
 
-BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+OPEN_ROUTE = ("planned", "started")
 
 
 class Base(DeclarativeBase):
@@ -29,19 +32,26 @@ class DeviceRow(Base):
 
 
 class RouteRow(Base):
-    """The latest version of each vehicle's route, as routes.v1 last said."""
+    """The latest version of each vehicle's route, as routes.v1 last said, and the ETA engine's progress."""
 
     __tablename__ = "routes"
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     vehicle_id: Mapped[str] = mapped_column(sa.String(40), index=True)
     service_date: Mapped[date] = mapped_column(sa.Date)
+    start_at: Mapped[datetime] = mapped_column(UtcDateTime)
     version: Mapped[int]
     status: Mapped[str] = mapped_column(sa.String(20))  # planned | started | done | cancelled
     snapshot: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
+    progress_seq: Mapped[int] = mapped_column(default=0)  # bumped by every write of `progress`
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class StopRow(Base):
+    """One order's stop on the route that carries it, with its lifecycle's times and the driver's result."""
+
     __tablename__ = "stops"
     order_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     route_id: Mapped[str] = mapped_column(sa.String(40), index=True)
@@ -49,69 +59,299 @@ class StopRow(Base):
     sequence: Mapped[int]
     status: Mapped[str] = mapped_column(sa.String(20))  # planned | out | arrived | delivered | failed
     planned_arrival: Mapped[datetime] = mapped_column(UtcDateTime)
-    eta: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    promised_start: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    promised_end: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    eta: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)  # as last published
+    scheduled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    out_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    arriving_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    arrived_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(40), nullable=True)
     proof: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON, nullable=True)
 
 
-class PositionRow(Base):
-    __tablename__ = "positions"
-    id: Mapped[int] = mapped_column(BIGINT, primary_key=True, autoincrement=True)
-    vehicle_id: Mapped[str] = mapped_column(sa.String(40))
+class ProofImageRow(Base):
+    __tablename__ = "proof_images"
+    order_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(20), primary_key=True)  # photo | signature
+    content_type: Mapped[str] = mapped_column(sa.String(40))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+positions = sa.Table(
+    "positions",
+    Base.metadata,
+    sa.Column("device_id", sa.String(40), primary_key=True),
+    sa.Column("recorded_at", UtcDateTime, primary_key=True),  # same device and time: a duplicate
+    sa.Column("vehicle_id", sa.String(40), nullable=False),
+    sa.Column("lat", sa.Float, nullable=False),
+    sa.Column("lon", sa.Float, nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("speed_mps", sa.Float),
+    sa.Column("heading", sa.Float),
+    sa.Column("accuracy_m", sa.Float),
+    sa.Column("altitude_m", sa.Float),
+    sa.Column("battery", sa.Float),
+    sa.Column("suspect", sa.Boolean, nullable=False),
+    sa.Index("ix_positions_vehicle_time", "vehicle_id", "recorded_at"),
+    sa.Index("ix_positions_received", "received_at", postgresql_using="brin"),
+)
+
+
+POSITION_COLUMNS = (
+    "device_id",
+    "recorded_at",
+    "vehicle_id",
+    "lat",
+    "lon",
+    "received_at",
+    "speed_mps",
+    "heading",
+    "accuracy_m",
+    "altitude_m",
+    "battery",
+    "suspect",
+)
+_INSERT_POSITIONS = sa.text(
+    "INSERT INTO positions (device_id, recorded_at, vehicle_id, lat, lon, received_at, speed_mps, heading, "
+    "accuracy_m, altitude_m, battery, suspect) "
+    "SELECT * FROM unnest(CAST(:device_id AS varchar[]), CAST(:recorded_at AS timestamptz[]), "
+    "CAST(:vehicle_id AS varchar[]), CAST(:lat AS float8[]), CAST(:lon AS float8[]), "
+    "CAST(:received_at AS timestamptz[]), CAST(:speed_mps AS float8[]), CAST(:heading AS float8[]), "
+    "CAST(:accuracy_m AS float8[]), CAST(:altitude_m AS float8[]), CAST(:battery AS float8[]), "
+    "CAST(:suspect AS boolean[])) "
+    "ON CONFLICT DO NOTHING RETURNING device_id, recorded_at"
+)
+
+
+class VehicleStateRow(Base):
+    """Each vehicle's live position (its latest plausible fix) and what judging its next ping needs."""
+
+    __tablename__ = "vehicle_state"
+    vehicle_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     device_id: Mapped[str] = mapped_column(sa.String(40))
     lat: Mapped[float]
     lon: Mapped[float]
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    speed_mps: Mapped[float | None]
     accuracy_m: Mapped[float | None]
-    suspect: Mapped[bool] = mapped_column(default=False)
-    __table_args__ = (sa.UniqueConstraint("device_id", "recorded_at", name="uq_positions_device_time"),)
-
-
-class VehicleStateRow(Base):
-    __tablename__ = "vehicle_state"
-    vehicle_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
-    lat: Mapped[float]
-    lon: Mapped[float]
-    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    speed_mps: Mapped[float | None]
+    heading: Mapped[float | None]
+    battery: Mapped[float | None]
+    raw_lat: Mapped[float]  # the latest fix, plausible or not
+    raw_lon: Mapped[float]
+    raw_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    raw_accuracy_m: Mapped[float | None]
+    suspect_streak: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class TrackingRow(Base):
+    """What the customer's tracking page shows of the order (the token itself is never stored)."""
+
     __tablename__ = "tracking"
     token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     order_id: Mapped[str] = mapped_column(sa.String(40), unique=True)
+    version: Mapped[int] = mapped_column(default=1)
+    merchant_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    reference: Mapped[str] = mapped_column(sa.String(200), default="")
+    lat: Mapped[float]
+    lon: Mapped[float]
+    address: Mapped[list[str]] = mapped_column(sa.JSON)
+    windows: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON)
+    timezone: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+def insert_ignoring_conflicts(session: AsyncSession, table: sa.Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING on either database."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    return (
+        postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    ).on_conflict_do_nothing()
 
 
 class TrackerStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.postgres = session.bind is not None and session.bind.dialect.name == "postgresql"
+
+    # devices
 
     async def device_for_key(self, key_hash: str) -> DeviceRow | None:
         query = sa.select(DeviceRow).where(DeviceRow.key_hash == key_hash, DeviceRow.revoked_at.is_(None))
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def active_key_hashes(self, key_hashes: set[str]) -> set[str]:
+        query = sa.select(DeviceRow.key_hash).where(
+            DeviceRow.key_hash.in_(sorted(key_hashes)), DeviceRow.revoked_at.is_(None)
+        )
+        return set((await self.session.execute(query)).scalars())
+
     async def device(self, device_id: str) -> DeviceRow | None:
         return await self.session.get(DeviceRow, device_id)
 
-    async def route(self, route_id: str) -> RouteRow | None:
-        return await self.session.get(RouteRow, route_id)
+    # routes and stops
 
-    async def current_route(self, vehicle_id: str) -> RouteRow | None:
+    async def route(self, route_id: str, *, lock: bool = False) -> RouteRow | None:
+        query = sa.select(RouteRow).where(RouteRow.id == route_id)
+        return (await self.session.execute(self._locked(query, lock))).scalar_one_or_none()
+
+    async def current_routes(self, vehicle_ids: Sequence[str], *, lock: bool = False) -> dict[str, RouteRow]:
+        """Each vehicle's route being driven, else its next planned one."""
         query = (
             sa.select(RouteRow)
-            .where(RouteRow.vehicle_id == vehicle_id, RouteRow.status.in_(("planned", "started")))
-            .order_by(RouteRow.service_date)
-            .limit(1)
+            # parsed plans and the engine's progress are cached in the process: see `snapshot`, `progress`
+            .options(defer(RouteRow.snapshot, raiseload=True), defer(RouteRow.progress, raiseload=True))
+            .where(RouteRow.vehicle_id.in_(sorted(set(vehicle_ids))), RouteRow.status.in_(OPEN_ROUTE))
+            .order_by(RouteRow.vehicle_id, RouteRow.service_date, RouteRow.start_at)
         )
-        return (await self.session.execute(query)).scalar_one_or_none()
+        found: dict[str, RouteRow] = {}
+        for row in (await self.session.execute(self._locked(query, lock))).scalars():
+            current = found.get(row.vehicle_id)
+            if current is None or (row.status == "started" and current.status != "started"):
+                found[row.vehicle_id] = row
+        return found
+
+    async def snapshot(self, route_id: str) -> dict[str, Any]:
+        query = sa.select(RouteRow.snapshot).where(RouteRow.id == route_id)
+        snapshot: dict[str, Any] = (await self.session.execute(query)).scalar_one()
+        return snapshot
+
+    async def progress(self, route_id: str) -> dict[str, Any] | None:
+        query = sa.select(RouteRow.progress).where(RouteRow.id == route_id)
+        progress: dict[str, Any] | None = (await self.session.execute(query)).scalar_one()
+        return progress
 
     async def stops(self, route_id: str) -> list[StopRow]:
         query = sa.select(StopRow).where(StopRow.route_id == route_id).order_by(StopRow.sequence)
         return list((await self.session.execute(query)).scalars())
 
+    async def stops_of(self, order_ids: Sequence[str]) -> dict[str, StopRow]:
+        if not order_ids:
+            return {}
+        query = sa.select(StopRow).where(StopRow.order_id.in_(sorted(set(order_ids))))
+        return {row.order_id: row for row in (await self.session.execute(query)).scalars()}
+
+    async def record_etas(self, etas: list[tuple[str, datetime, datetime | None]]) -> None:
+        """(order, ETA published, when it became 'arriving soon' or None), for stops not yet completed."""
+        table = cast(sa.Table, StopRow.__table__)
+        statement = (
+            sa.update(table)
+            .where(
+                table.c.order_id == sa.bindparam("oid"),
+                table.c.status != "delivered",
+                table.c.status != "failed",
+            )
+            .values(
+                eta=sa.bindparam("new_eta", type_=UtcDateTime),
+                arriving_at=sa.func.coalesce(table.c.arriving_at, sa.bindparam("soon", type_=UtcDateTime)),
+            )
+        )
+        await self.session.execute(statement, [{"oid": o, "new_eta": e, "soon": s} for o, e, s in etas])
+
     async def stop(self, order_id: str) -> StopRow | None:
         return await self.session.get(StopRow, order_id)
 
+    # positions and vehicles
+
+    async def vehicle_states(
+        self, vehicle_ids: Sequence[str], *, lock: bool = False
+    ) -> dict[str, VehicleStateRow]:
+        if not vehicle_ids:
+            return {}
+        query = (
+            sa.select(VehicleStateRow)
+            .where(VehicleStateRow.vehicle_id.in_(sorted(set(vehicle_ids))))
+            .order_by(VehicleStateRow.vehicle_id)  # one lock order for every writer: no deadlocks
+        )
+        return {r.vehicle_id: r for r in (await self.session.execute(self._locked(query, lock))).scalars()}
+
     async def vehicle_state(self, vehicle_id: str) -> VehicleStateRow | None:
         return await self.session.get(VehicleStateRow, vehicle_id)
+
+    async def add_positions(self, rows: list[dict[str, Any]]) -> set[tuple[str, datetime]]:
+        """Insert; returns (device, time) of those that were new (the others are duplicates)."""
+        if not rows:
+            return set()
+        if self.postgres:  # one statement whatever the count: a column of values per parameter
+            columns = {c: [r[c] for r in rows] for c in POSITION_COLUMNS}
+            result = await self.session.execute(_INSERT_POSITIONS, columns)
+        else:
+            statement = insert_ignoring_conflicts(self.session, positions).returning(
+                positions.c.device_id, positions.c.recorded_at
+            )
+            result = await self.session.execute(statement, rows)
+        return {(r.device_id, r.recorded_at) for r in result}
+
+    async def track(self, vehicle_id: str, since: datetime, until: datetime, limit: int) -> list[Any]:
+        query = (
+            sa.select(positions)
+            .where(
+                positions.c.vehicle_id == vehicle_id,
+                positions.c.recorded_at >= since,
+                positions.c.recorded_at < until,
+            )
+            .order_by(positions.c.recorded_at)
+            .limit(limit)
+        )
+        return list((await self.session.execute(query)).all())
+
+    async def fleet(self) -> list[VehicleStateRow]:
+        query = sa.select(VehicleStateRow).order_by(VehicleStateRow.vehicle_id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def changed_since(self, since: datetime, limit: int = 5000) -> list[VehicleStateRow]:
+        query = (
+            sa.select(VehicleStateRow)
+            .where(VehicleStateRow.updated_at > since)
+            .order_by(VehicleStateRow.updated_at)
+            .limit(limit)
+        )
+        return list((await self.session.execute(query)).scalars())
+
+    async def active_vehicles(self, since: datetime) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(VehicleStateRow)
+            .where(VehicleStateRow.recorded_at >= since)
+        )
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def routes_started(self) -> int:
+        query = sa.select(sa.func.count()).select_from(RouteRow).where(RouteRow.status == "started")
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def purge_positions(self, before: datetime, batch: int) -> int:
+        """Delete up to `batch` positions received before `before`; returns how many."""
+        oldest = (
+            sa.select(positions.c.device_id, positions.c.recorded_at)
+            .where(positions.c.received_at < before)
+            .limit(batch)
+        )
+        keys = [(r.device_id, r.recorded_at) for r in (await self.session.execute(oldest)).all()]
+        if not keys:
+            return 0
+        key = sa.tuple_(positions.c.device_id, positions.c.recorded_at)
+        await self.session.execute(sa.delete(positions).where(key.in_(keys)))
+        return len(keys)
+
+    # tracking
+
+    async def tracking(self, token_hash: str) -> TrackingRow | None:
+        return await self.session.get(TrackingRow, token_hash)
+
+    async def tracking_of(self, order_id: str) -> TrackingRow | None:
+        query = sa.select(TrackingRow).where(TrackingRow.order_id == order_id)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def proof_image(self, order_id: str, kind: str) -> ProofImageRow | None:
+        return await self.session.get(ProofImageRow, (order_id, kind))
+
+    def _locked(self, query: Any, lock: bool) -> Any:
+        # SQLite has one writer at a time already; PostgreSQL locks the rows against other replicas' writers.
+        return query.with_for_update() if lock and self.postgres else query

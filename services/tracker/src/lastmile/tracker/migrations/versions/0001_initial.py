@@ -1,4 +1,4 @@
-"""Devices, routes and stops, positions, vehicle state, tracking tokens; outbox and inbox.
+"""Devices, routes and stops, positions, vehicle state, tracking tokens, proof images; outbox and inbox.
 
 Revision ID: 0001
 Revises:
@@ -14,8 +14,6 @@ revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
@@ -33,10 +31,15 @@ def upgrade() -> None:
         sa.Column("id", sa.String(40), primary_key=True),
         sa.Column("vehicle_id", sa.String(40), nullable=False, index=True),
         sa.Column("service_date", sa.Date, nullable=False),
+        sa.Column("start_at", UtcDateTime, nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("snapshot", sa.JSON, nullable=False),
+        sa.Column("progress", sa.JSON, nullable=True),
+        sa.Column("progress_seq", sa.Integer, nullable=False, server_default="0"),
         sa.Column("updated_at", UtcDateTime, nullable=False),
+        sa.Column("started_at", UtcDateTime, nullable=True),
+        sa.Column("finished_at", UtcDateTime, nullable=True),
     )
     op.create_table(
         "stops",
@@ -46,39 +49,91 @@ def upgrade() -> None:
         sa.Column("sequence", sa.Integer, nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("planned_arrival", UtcDateTime, nullable=False),
+        sa.Column("promised_start", UtcDateTime, nullable=True),
+        sa.Column("promised_end", UtcDateTime, nullable=True),
         sa.Column("eta", UtcDateTime, nullable=True),
+        sa.Column("scheduled_at", UtcDateTime, nullable=True),
+        sa.Column("out_at", UtcDateTime, nullable=True),
+        sa.Column("arriving_at", UtcDateTime, nullable=True),
+        sa.Column("arrived_at", UtcDateTime, nullable=True),
         sa.Column("completed_at", UtcDateTime, nullable=True),
+        sa.Column("failure_reason", sa.String(40), nullable=True),
         sa.Column("proof", sa.JSON, nullable=True),
     )
     op.create_table(
+        "proof_images",
+        sa.Column("order_id", sa.String(40), primary_key=True),
+        sa.Column("kind", sa.String(20), primary_key=True),
+        sa.Column("content_type", sa.String(40), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("data", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+    )
+    op.create_table(
         "positions",
-        sa.Column("id", BIGINT, primary_key=True, autoincrement=True),
+        sa.Column("device_id", sa.String(40), primary_key=True),
+        sa.Column("recorded_at", UtcDateTime, primary_key=True),
         sa.Column("vehicle_id", sa.String(40), nullable=False),
+        sa.Column("lat", sa.Float, nullable=False),
+        sa.Column("lon", sa.Float, nullable=False),
+        sa.Column("received_at", UtcDateTime, nullable=False),
+        sa.Column("speed_mps", sa.Float, nullable=True),
+        sa.Column("heading", sa.Float, nullable=True),
+        sa.Column("accuracy_m", sa.Float, nullable=True),
+        sa.Column("altitude_m", sa.Float, nullable=True),
+        sa.Column("battery", sa.Float, nullable=True),
+        sa.Column("suspect", sa.Boolean, nullable=False),
+    )
+    op.create_index("ix_positions_vehicle_time", "positions", ["vehicle_id", "recorded_at"])
+    # BRIN on PostgreSQL: received_at grows with insertion, so a tiny index serves the retention purge.
+    op.create_index("ix_positions_received", "positions", ["received_at"], postgresql_using="brin")
+    op.create_table(
+        "vehicle_state",
+        sa.Column("vehicle_id", sa.String(40), primary_key=True),
         sa.Column("device_id", sa.String(40), nullable=False),
         sa.Column("lat", sa.Float, nullable=False),
         sa.Column("lon", sa.Float, nullable=False),
         sa.Column("recorded_at", UtcDateTime, nullable=False),
-        sa.Column("received_at", UtcDateTime, nullable=False),
-        sa.Column("speed_mps", sa.Float, nullable=True),
         sa.Column("accuracy_m", sa.Float, nullable=True),
-        sa.Column("suspect", sa.Boolean, nullable=False),
-        sa.UniqueConstraint("device_id", "recorded_at", name="uq_positions_device_time"),
-    )
-    op.create_table(
-        "vehicle_state",
-        sa.Column("vehicle_id", sa.String(40), primary_key=True),
-        sa.Column("lat", sa.Float, nullable=False),
-        sa.Column("lon", sa.Float, nullable=False),
-        sa.Column("recorded_at", UtcDateTime, nullable=False),
+        sa.Column("speed_mps", sa.Float, nullable=True),
+        sa.Column("heading", sa.Float, nullable=True),
+        sa.Column("battery", sa.Float, nullable=True),
+        sa.Column("raw_lat", sa.Float, nullable=False),
+        sa.Column("raw_lon", sa.Float, nullable=False),
+        sa.Column("raw_at", UtcDateTime, nullable=False),
+        sa.Column("raw_accuracy_m", sa.Float, nullable=True),
+        sa.Column("suspect_streak", sa.Integer, nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False, index=True),
     )
     op.create_table(
         "tracking",
         sa.Column("token_hash", sa.String(64), primary_key=True),
         sa.Column("order_id", sa.String(40), nullable=False, unique=True),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("merchant_name", sa.String(200), nullable=False),
+        sa.Column("reference", sa.String(200), nullable=False),
+        sa.Column("lat", sa.Float, nullable=False),
+        sa.Column("lon", sa.Float, nullable=False),
+        sa.Column("address", sa.JSON, nullable=False),
+        sa.Column("windows", sa.JSON, nullable=False),
+        sa.Column("timezone", sa.String(64), nullable=True),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("cancelled_at", UtcDateTime, nullable=True),
+        sa.Column("expires_at", UtcDateTime, nullable=True),
     )
     create_outbox_and_inbox(op)
 
 
 def downgrade() -> None:
-    for table in ("inbox", "outbox", "tracking", "vehicle_state", "positions", "stops", "routes", "devices"):
+    for table in (
+        "inbox",
+        "outbox",
+        "tracking",
+        "vehicle_state",
+        "positions",
+        "proof_images",
+        "stops",
+        "routes",
+        "devices",
+    ):
         op.drop_table(table)

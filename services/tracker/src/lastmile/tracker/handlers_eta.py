@@ -1,0 +1,181 @@
+"""The ETA engine at work: routes from routes.v1, positions from locations.v1 (co-partitioned by vehicle), and
+what they produce on deliveries.v1 (out for delivery, ETA changed, arrived, delayed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from lastmile.common import events as ev
+from lastmile.common import outbox
+from lastmile.common.db import Database
+from lastmile.common.metrics import LATENCY_BUCKETS
+from lastmile.tracker import domain_eta as engine
+from lastmile.tracker.deps import SOURCE, Deps
+from lastmile.tracker.domain import Fix
+from lastmile.tracker.domain_eta import Plan, Progress, Step
+from lastmile.tracker.store import RouteRow, StopRow, TrackerStore
+
+ETA_CHANGES = Counter("lastmile_tracker_eta_changes_total", "EtaChanged events published")
+ARRIVALS = Counter("lastmile_tracker_arrivals_total", "Arrivals at stops detected from positions")
+DELAYS = Counter("lastmile_tracker_delays_total", "DeliveryDelayed events published")
+ETA_HORIZON_ERROR = Histogram(
+    "lastmile_tracker_eta_horizon_error_seconds",
+    "How far the arrival time known a horizon before the actual arrival was from it: the live ETA, and the plan",
+    ["horizon", "source"],
+    buckets=(30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200),
+)
+LOCATION_LAG = Histogram(
+    "lastmile_tracker_location_lag_seconds",
+    "From a ping's arrival to the ETA engine taking its position",
+    buckets=LATENCY_BUCKETS,
+)
+
+
+async def on_route(session: AsyncSession, envelope: ev.Envelope, event: ev.RouteSnapshot, deps: Deps) -> None:
+    """Keep the latest version of the vehicle's route and its stops; a route being driven is re-estimated."""
+    store = TrackerStore(session)
+    route = await store.route(event.route_id, lock=True)
+    if route is not None and route.version >= event.version:
+        return
+    snapshot = event.model_dump(mode="json")
+    if route is None:
+        route = RouteRow(id=event.route_id, vehicle_id=event.vehicle_id, status="planned", progress_seq=0)
+        session.add(route)
+    route.service_date, route.start_at, route.version = event.service_date, event.start_at, event.version
+    route.snapshot, route.updated_at = snapshot, envelope.time
+    if route.status == "cancelled":
+        route.status, route.progress, route.progress_seq = "planned", None, route.progress_seq + 1
+    await _keep_stops(store, session, route, event, envelope.time)
+    plan = deps.plans.put(route.id, route.version, Plan.from_snapshot(event))
+    if route.progress is not None:
+        step = engine.revise(plan, engine.load(route.progress), deps.clock.now(), deps.eta)
+        await apply(session, store, route, plan, step, deps)
+
+
+async def _keep_stops(
+    store: TrackerStore, session: AsyncSession, route: RouteRow, event: ev.RouteSnapshot, at: datetime
+) -> None:
+    existing = await store.stops_of([s.order_id for s in event.stops])
+    for s in event.stops:
+        row = existing.get(s.order_id)
+        if row is None:
+            row = StopRow(order_id=s.order_id, status="planned", scheduled_at=at)
+            session.add(row)
+        elif row.status in ("delivered", "failed"):
+            if row.route_id == route.id:
+                continue  # done on this very route
+            row.status, row.completed_at, row.arrived_at = "planned", None, None  # failed, re-planned
+        row.route_id, row.vehicle_id, row.sequence = route.id, event.vehicle_id, s.sequence
+        row.planned_arrival = s.planned_arrival
+        window = s.promised_window
+        row.promised_start, row.promised_end = (window.start, window.end) if window else (None, None)
+
+
+async def on_route_cancelled(
+    session: AsyncSession, envelope: ev.Envelope, event: ev.RouteCancelled, deps: Deps
+) -> None:
+    route = await TrackerStore(session).route(event.route_id, lock=True)
+    if route is not None and route.version < event.version:
+        route.version, route.status, route.progress = event.version, "cancelled", None
+        route.progress_seq += 1
+
+
+async def on_location(
+    session: AsyncSession, envelope: ev.Envelope, event: ev.LocationReported, deps: Deps
+) -> None:
+    """A position. In a batch (the consume loop hands a partition's records to one transaction) the first call
+    takes every position of the batch at once, vehicle by vehicle, and the others have nothing left to do."""
+    batch = session.info.get("batch")
+    if batch is None:
+        await on_locations(session, [event], deps)
+    elif not session.info.get("tracker.locations_done"):
+        session.info["tracker.locations_done"] = True
+        await on_locations(session, [e for e in batch if isinstance(e, ev.LocationReported)], deps)
+
+
+async def on_locations(session: AsyncSession, reports: Sequence[ev.LocationReported], deps: Deps) -> None:
+    """Positions of a partition's vehicles, in order; suspect ones are kept out of the ETAs."""
+    now = deps.clock.now()
+    fixes: dict[str, list[ev.LocationReported]] = {}
+    for report in reports:
+        LOCATION_LAG.observe(max(0.0, (now - report.received_at).total_seconds()))
+        if not report.suspect:
+            fixes.setdefault(report.vehicle_id, []).append(report)
+    if not fixes:
+        return
+    store = TrackerStore(session)
+    routes = await store.current_routes(list(fixes), lock=True)
+    for vehicle, reports in fixes.items():
+        route = routes.get(vehicle)
+        if route is None:
+            continue
+        plan = await plan_of(store, route, deps)
+        progress = deps.progress.take(route.id, route.progress_seq) or await _progress(store, route, plan)
+        step = Step(progress)
+        for report in sorted(reports, key=lambda r: r.recorded_at):
+            fix = Fix(report.lat, report.lon, report.recorded_at, report.accuracy_m)
+            _merge(step, engine.observe(plan, progress, fix, now, deps.eta))
+        await apply(session, store, route, plan, step, deps)
+
+
+async def _progress(store: TrackerStore, route: RouteRow, plan: Plan) -> Progress:
+    saved = await store.progress(route.id)
+    return engine.load(saved) if saved else Progress.begin(plan)
+
+
+async def plan_of(store: TrackerStore, route: RouteRow, deps: Deps) -> Plan:
+    plan = deps.plans.get(route.id, route.version)
+    if plan is None:
+        snapshot = ev.RouteSnapshot.model_validate(await store.snapshot(route.id))
+        plan = deps.plans.put(route.id, route.version, Plan.from_snapshot(snapshot))
+    return plan
+
+
+def _merge(into: Step, step: Step) -> None:
+    into.events += step.events
+    into.errors += step.errors
+    into.etas.update(step.etas)
+
+
+async def apply(
+    session: AsyncSession, store: TrackerStore, route: RouteRow, plan: Plan, step: Step, deps: Deps
+) -> None:
+    """Save the engine's progress, publish its events and keep the stops' rows in step with them."""
+    now = deps.clock.now()
+    route.progress, route.progress_seq = engine.dump(step.progress), route.progress_seq + 1
+    route_id, seq, progress = route.id, route.progress_seq, step.progress
+    Database.after_commit(session, lambda: deps.progress.put(route_id, seq, progress))
+    if step.progress.started and route.status == "planned":
+        route.status, route.started_at = "started", now
+    for event in step.events:
+        outbox.stage(session, event.TOPIC, event.key(), event.serialised(SOURCE))
+    moves = [e for e in step.events if isinstance(e, ev.OutForDelivery | ev.Arrived)]  # rare: rows loaded
+    if moves:
+        stops = await store.stops_of([e.order_id for e in moves])
+        for event in moves:
+            if event.order_id in stops:
+                _follow_event(stops[event.order_id], event)
+        await session.flush()  # before the bulk update below, which must have the last word on ETAs
+    changes = [e for e in step.events if isinstance(e, ev.EtaChanged)]  # frequent: one statement, no loading
+    if changes:
+        await store.record_etas([(e.order_id, e.eta, e.at if e.arriving_soon else None) for e in changes])
+    ETA_CHANGES.inc(sum(isinstance(e, ev.EtaChanged) for e in step.events))
+    ARRIVALS.inc(sum(isinstance(e, ev.Arrived) for e in step.events))
+    DELAYS.inc(sum(isinstance(e, ev.DeliveryDelayed) for e in step.events))
+    for error in step.errors:
+        ETA_HORIZON_ERROR.labels(f"{error.horizon_s // 60}m", error.source).observe(error.error_s)
+    vehicle = route.vehicle_id
+    Database.after_commit(session, lambda: deps.changes.notify([vehicle]))
+
+
+def _follow_event(stop: StopRow, event: ev.Payload) -> None:
+    if stop.status in ("delivered", "failed"):
+        return
+    if isinstance(event, ev.OutForDelivery):
+        stop.status, stop.out_at, stop.eta = "out", event.at, event.eta
+    elif isinstance(event, ev.Arrived):
+        stop.status, stop.arrived_at = "arrived", event.at

@@ -1,0 +1,248 @@
+"""The OsmAnd protocol, as Traccar serves it on port 5055, so that phones running Traccar Client (or OsmAnd, or
+any app speaking it) report to us without software of ours.
+
+Two forms (https://www.traccar.org/osmand/):
+- query or form parameters on any method and path: `id` (or `deviceid`), `lat`, `lon` (or `location=lat,lon`),
+  `timestamp` (Unix seconds or milliseconds, ISO 8601, or `yyyy-MM-dd HH:mm:ss` in UTC), `speed` in **knots**,
+  `bearing` (or `heading`), `altitude`, `accuracy` (m), `batt` (%), `valid`;
+- the JSON body of Traccar Client 9 and later: `{"location": {"timestamp", "coords": {"latitude", "longitude",
+  "accuracy", "speed" (m/s), "heading", "altitude"}, "battery": {"level": 0..1}}, "device_id"}`; `location` may
+  also be a list, or the body `{"locations": [...]}` (the SDK's batch form).
+
+The device id is the one we issued (`dev_…`); its key comes as a `key` parameter (Traccar Client users put it
+in the server URL: `http://host:5055/?key=lm_dev_…`) or an `Authorization: Bearer` header. Well-formed reports
+from a known device get 200 even when a position is refused (too old, say): the refusal is counted, and a
+client that retried it would block its own queue forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from lastmile.common.auth import bearer_token
+from lastmile.common.db import is_transient
+from lastmile.common.errors import LastmileError
+from lastmile.common.serve import uvicorn_config
+from lastmile.common.web import EdgeMiddleware
+from lastmile.tracker import handlers
+from lastmile.tracker.deps import Deps
+from lastmile.tracker.domain import KNOT_MPS, PingIn, rejection_for
+from lastmile.tracker.handlers_pings import Item, count_rejected
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 256 * 1024
+SECONDS_UNTIL = 2**31  # Traccar's rule: a smaller number is seconds, a larger one milliseconds
+
+
+class Malformed(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Report:
+    device_id: str | None
+    key: str | None
+    items: list[Item]
+
+
+def parse(params: Mapping[str, str], body: Any, received_at: datetime) -> Report:
+    """One request's positions (each parsed, or why not), its device id and its key."""
+    if isinstance(body, dict):
+        locations = body.get("locations", body.get("location"))
+        if isinstance(locations, dict):
+            locations = [locations]
+        if not isinstance(locations, list) or not locations:
+            raise Malformed("no location in the JSON body")
+        device = body.get("device_id") or params.get("id") or params.get("deviceid")
+        items = [_from_json(loc, received_at) for loc in locations]
+        return Report(_text(device), params.get("key"), items)
+    if body is not None:
+        raise Malformed("the JSON body must be an object")
+    device = params.get("id") or params.get("deviceid")
+    return Report(device, params.get("key"), [_from_params(params, received_at)])
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _from_params(p: Mapping[str, str], received_at: datetime) -> Item:
+    if p.get("valid", "true").lower() in ("false", "0"):
+        return "no_fix"
+    try:
+        lat, lon = p.get("lat"), p.get("lon")
+        if (lat is None or lon is None) and "location" in p:
+            lat, lon = p["location"].split(",", 1)
+        if lat is None or lon is None:
+            return "no_fix"
+        fields = {
+            "lat": float(lat),
+            "lon": float(lon),
+            "recorded_at": _time(p.get("timestamp"), received_at),
+            "speed_mps": _number(p.get("speed"), KNOT_MPS),
+            "heading": _number(p.get("bearing", p.get("heading"))),
+            "altitude_m": _number(p.get("altitude")),
+            "accuracy_m": _number(p.get("accuracy")),
+            "battery": _number(p.get("batt")),
+        }
+    except ValueError:
+        return "invalid"
+    return _ping(fields)
+
+
+def _from_json(location: Any, received_at: datetime) -> Item:
+    if not isinstance(location, dict):
+        return "invalid"
+    location = location.get("location", location)  # batch items may be wrapped once more
+    coords, battery = location.get("coords"), location.get("battery") or {}
+    if not isinstance(coords, dict) or coords.get("latitude") is None or coords.get("longitude") is None:
+        return "no_fix"
+    try:
+        level = _known(battery.get("level") if isinstance(battery, dict) else None)
+        fields = {
+            "lat": float(coords["latitude"]),
+            "lon": float(coords["longitude"]),
+            "recorded_at": _time(location.get("timestamp"), received_at),
+            "speed_mps": _known(coords.get("speed")),
+            "heading": _known(coords.get("heading")),
+            "altitude_m": _known(coords.get("altitude"), allow_negative=True),
+            "accuracy_m": _known(coords.get("accuracy")),
+            "battery": None if level is None else level * 100,
+        }
+    except (TypeError, ValueError):
+        return "invalid"
+    return _ping(fields)
+
+
+def _ping(fields: dict[str, Any]) -> Item:
+    try:
+        return PingIn.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        return rejection_for(exc.errors())  # type: ignore[arg-type]
+
+
+def _number(value: str | None, factor: float = 1.0) -> float | None:
+    return None if value is None or value == "" else float(value) * factor
+
+
+def _known(value: Any, *, allow_negative: bool = False) -> float | None:
+    """The background-location SDK says 'unknown' with -1."""
+    if value is None:
+        return None
+    number = float(value)
+    return None if number < 0 and not allow_negative else number
+
+
+def _time(value: Any, received_at: datetime) -> datetime:
+    if value is None or value == "":
+        return received_at  # Traccar's rule: no time, the time it arrived
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        number = int(text)
+        return datetime.fromtimestamp(number if abs(number) < SECONDS_UNTIL else number / 1000, UTC)
+    parsed = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The listener
+
+
+def create_osmand_app(deps: Deps) -> Any:
+    """An ASGI app that takes OsmAnd reports on every path."""
+
+    async def report(request: Request) -> Response:
+        try:
+            body = await request.body()
+            received = _params(request, body)
+            parsed = parse(received[0], received[1], deps.clock.now())
+        except (Malformed, ValueError, UnicodeDecodeError) as exc:
+            count_rejected("invalid")
+            return PlainTextResponse(f"Bad request: {exc}", status_code=400)
+        try:
+            device = await handlers.authenticate_device(
+                parsed.key or bearer_token(request), deps, parsed.device_id
+            )
+            wait = deps.rates.take(device.id)
+            if wait > 0:
+                count_rejected("rate_limited", len(parsed.items))
+                return PlainTextResponse("Too many requests", 429, {"Retry-After": str(max(1, round(wait)))})
+            await deps.ingestor.submit(device, parsed.items, "osmand")
+        except LastmileError as exc:
+            if exc.status == 401:
+                count_rejected("unauthorized", len(parsed.items))
+            return PlainTextResponse(exc.detail or exc.title, exc.status, exc.headers)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return PlainTextResponse("Unavailable; retry", 503, {"Retry-After": "5"})
+        return Response(status_code=200)
+
+    app = Starlette(routes=[Route("/{path:path}", report, methods=["GET", "POST", "PUT"], name="osmand")])
+    return EdgeMiddleware(app, service=deps.settings.service, max_body=MAX_BODY, limits={})
+
+
+def _params(request: Request, body: bytes) -> tuple[dict[str, str], Any]:
+    params = dict(request.query_params)
+    if not body.strip():
+        return params, None
+    content_type = request.headers.get("content-type", "")
+    if "json" in content_type or body.lstrip().startswith(b"{"):
+        return params, json.loads(body)
+    return {**dict(parse_qsl(body.decode("ascii"), keep_blank_values=True)), **params}, None
+
+
+class OsmAndListener:
+    """The OsmAnd port: a second HTTP server in the tracker's process, beside its API."""
+
+    def __init__(self, deps: Deps) -> None:
+        settings = deps.settings
+        self.deps = deps
+        self.host, self.port = settings.osmand_host or settings.host, settings.osmand_port
+        self.server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.port < 0:
+            return
+        # Bound here, so that a port in use fails the start with an OSError (uvicorn would exit the process).
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        config = uvicorn_config(create_osmand_app(self.deps), self.host, self.port)
+        config.lifespan = "off"  # the tracker app's lifespan owns everything this app uses
+        self.server = uvicorn.Server(config)
+        self.server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="tracker-osmand")
+        while not self.server.started and not self._task.done():  # noqa: ASYNC110 (uvicorn offers a flag only)
+            await asyncio.sleep(0.02)
+        log.info("OsmAnd listener on %s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self.server is not None and self._task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 15)
