@@ -86,5 +86,5 @@ BERLIN = City(
         Neighbourhood("Steglitz", 52.4570, 13.3230, 0.6, 1200),
     ),
     fleet_mix=((VAN_EARLY, 0.45), (VAN_LATE, 0.2), (VAN_COLD, 0.1), (CAR, 0.1), (CARGO_BIKE, 0.15)),
-    speeds_kmh={"van": 26.0, "car": 30.0, "cargo_bike": 15.0},
+    speeds_kmh={"van": 28.0, "car": 32.0, "cargo_bike": 16.0},
 )

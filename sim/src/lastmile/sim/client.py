@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +28,12 @@ class Device:
 class Platform:
     """One HTTP client for the four services; `urls` maps service name to its base URL."""
 
-    def __init__(self, urls: dict[str, str], ops_token: str, *, osmand_url: str | None = None) -> None:
+    def __init__(
+        self, urls: dict[str, str], ops_token: str, *, osmand_url: str | None = None, twilio_token: str = ""
+    ) -> None:
         self.urls = urls
         self.osmand_url = osmand_url
+        self.twilio_token = twilio_token  # the SMS provider's secret: inbound texts come signed with it
         self.ops = {"Authorization": f"Bearer {ops_token}"}
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits)
@@ -49,7 +55,9 @@ class Platform:
             return reply
         raise PlatformError(f"{method} {url}: no answer")
 
-    async def _json(self, method: str, service: str, path: str, headers: dict[str, str], **kwargs: Any) -> Any:
+    async def _json(
+        self, method: str, service: str, path: str, headers: dict[str, str], **kwargs: Any
+    ) -> Any:
         reply = await self._call(method, self.urls[service] + path, headers=headers, **kwargs)
         if reply.status_code >= 400:
             raise PlatformError(f"{method} {path}: {reply.status_code} {reply.text[:300]}")
@@ -70,17 +78,23 @@ class Platform:
         return Device(vehicle_id, reply["id"], reply["device_key"])
 
     async def create_merchant(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("POST", "order-intake", "/v1/merchants", self.ops, json={"name": name})
+        result: dict[str, Any] = await self._json(
+            "POST", "order-intake", "/v1/merchants", self.ops, json={"name": name}
+        )
         return result
 
     async def routes(self, depot_id: str | None = None, day: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in (("depot_id", depot_id), ("date", day)) if v}
-        result: list[dict[str, Any]] = await self._json("GET", "planner", "/v1/routes", self.ops, params=params)
+        result: list[dict[str, Any]] = await self._json(
+            "GET", "planner", "/v1/routes", self.ops, params=params
+        )
         return result
 
     async def notifications(self, order_id: str) -> list[dict[str, Any]]:
         params = {"order_id": order_id}
-        result: list[dict[str, Any]] = await self._json("GET", "notifier", "/v1/notifications", self.ops, params=params)
+        result: list[dict[str, Any]] = await self._json(
+            "GET", "notifier", "/v1/notifications", self.ops, params=params
+        )
         return result
 
     # ---- merchants
@@ -98,8 +112,21 @@ class Platform:
         result: dict[str, Any] = reply.json()
         return result
 
+    async def post_batch(self, key: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Up to 1,000 orders in one request; one result per order, in the order given."""
+        headers = {**self.merchant(key), "Idempotency-Key": secrets.token_hex(16)}
+        reply = await self._call(
+            "POST", self.urls["order-intake"] + "/v1/orders/batch", headers=headers, json={"orders": bodies}
+        )
+        if reply.status_code >= 400:
+            raise PlatformError(f"batch: {reply.status_code} {reply.text[:300]}")
+        items: list[dict[str, Any]] = reply.json()["items"]
+        return items
+
     async def order(self, key: str, order_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("GET", "order-intake", f"/v1/orders/{order_id}", self.merchant(key))
+        result: dict[str, Any] = await self._json(
+            "GET", "order-intake", f"/v1/orders/{order_id}", self.merchant(key)
+        )
         return result
 
     async def history(self, key: str, order_id: str) -> list[dict[str, Any]]:
@@ -109,7 +136,9 @@ class Platform:
 
     async def cancel_order(self, key: str, order_id: str) -> bool:
         headers = {**self.merchant(key), "Idempotency-Key": secrets.token_hex(16)}
-        reply = await self._call("POST", self.urls["order-intake"] + f"/v1/orders/{order_id}/cancel", headers=headers, json={})
+        reply = await self._call(
+            "POST", self.urls["order-intake"] + f"/v1/orders/{order_id}/cancel", headers=headers, json={}
+        )
         return reply.status_code < 400
 
     async def change_destination(self, key: str, order_id: str, destination: dict[str, Any]) -> bool:
@@ -139,7 +168,9 @@ class Platform:
             }
             await self._call("POST", self.osmand_url, params=params)
             return
-        await self._call("POST", self.urls["tracker"] + "/v1/pings", headers=self.device(device), json={"pings": [fix]})
+        await self._call(
+            "POST", self.urls["tracker"] + "/v1/pings", headers=self.device(device), json={"pings": [fix]}
+        )
 
     async def complete(self, device: Device, order_id: str, body: dict[str, Any]) -> int:
         url = self.urls["tracker"] + f"/v1/stops/{order_id}/complete"
@@ -166,3 +197,27 @@ class Platform:
             return None
         result: dict[str, Any] = reply.json()
         return result
+
+    async def unsubscribe(self, list_unsubscribe: str) -> bool:
+        """The one-click unsubscribe of an email's List-Unsubscribe header (RFC 8058), as a mail client does."""
+        link = list_unsubscribe.strip().removeprefix("<").split(">")[0]
+        reply = await self._call("POST", link, data={"List-Unsubscribe": "One-Click"})
+        return reply.status_code < 400
+
+    async def text_stop(self, phone: str) -> bool:
+        """The customer answers STOP; the SMS provider calls the notifier's inbound webhook, signed as Twilio
+        signs: base64 HMAC-SHA1 of the URL and the sorted form fields."""
+        url = self.urls["notifier"] + "/v1/providers/twilio/inbound"
+        form = {
+            "From": phone,
+            "To": "+15005550006",
+            "Body": "STOP",
+            "OptOutType": "STOP",
+            "MessageSid": "SM" + secrets.token_hex(16),
+        }
+        data = url + "".join(name + form[name] for name in sorted(form))
+        signature = base64.b64encode(
+            hmac.new(self.twilio_token.encode(), data.encode(), hashlib.sha1).digest()
+        ).decode()
+        reply = await self._call("POST", url, data=form, headers={"X-Twilio-Signature": signature})
+        return reply.status_code < 400

@@ -28,8 +28,35 @@ MERCHANTS = (
     Merchant("TechNest", 0.15, (("id_check", 0.3),)),
 )
 
-FIRST = ("Ada", "Alan", "Grace", "Linus", "Mia", "Ben", "Lea", "Paul", "Emma", "Noah", "Lina", "Jonas", "Sofia", "Elias")
-LAST = ("Lovelace", "Turing", "Hopper", "Schmidt", "Müller", "Weber", "Dubois", "García", "Rossi", "Novak", "Yilmaz")
+FIRST = (
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Mia",
+    "Ben",
+    "Lea",
+    "Paul",
+    "Emma",
+    "Noah",
+    "Lina",
+    "Jonas",
+    "Sofia",
+    "Elias",
+)
+LAST = (
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Schmidt",
+    "Müller",
+    "Weber",
+    "Dubois",
+    "García",
+    "Rossi",
+    "Novak",
+    "Yilmaz",
+)
 LANGUAGES = (("de", 0.6), ("en", 0.25), ("fr", 0.08), ("es", 0.07))
 
 
@@ -62,6 +89,7 @@ class OrderPlan:
     at_home: bool = True
     opts_out: str | None = None  # "sms" | "email" after the first message on that channel
     opens_tracking: bool = False
+    batch: bool = False  # posted with the merchant's morning batch (POST /v1/orders/batch)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,7 +113,12 @@ def _order(seq: int, city: City, config: DayConfig, rng: random.Random, tz: Zone
     merchant = rng.choices(range(len(MERCHANTS)), weights=[m.weight for m in MERCHANTS])[0]
     morning = rng.random() < config.morning_share
     cutoff = _at(day, config.same_day_cutoff, tz)
-    post_at = _at(day, 6 + rng.random() * 0.5, tz) if morning else _at(day, 6.5, tz) + (cutoff - _at(day, 6.5, tz)) * rng.random()
+    # The morning batch: each merchant's warehouse uploads the night's orders at once, 06:00-06:20.
+    post_at = (
+        _at(day, 6 + merchant / 12, tz)
+        if morning
+        else _at(day, 6.5, tz) + (cutoff - _at(day, 6.5, tz)) * rng.random()
+    )
     start, end = _window(rng, config, day, tz, post_at, morning)
     kind = "return" if rng.random() < config.return_share else "delivery"
     lat, lon = city.customer(rng)
@@ -103,7 +136,9 @@ def _order(seq: int, city: City, config: DayConfig, rng: random.Random, tz: Zone
         },
         "destination": {"lat": round(lat, 6), "lon": round(lon, 6), "city": city.name, "country": "DE"},
         "time_windows": [{"start": start.isoformat(), "end": end.isoformat()}],
-        "parcels": [{"count": rng.choice((1, 1, 1, 2, 3)), "weight_kg": round(rng.lognormvariate(1.0, 0.7), 2)}],
+        "parcels": [
+            {"count": rng.choice((1, 1, 1, 2, 3)), "weight_kg": round(rng.lognormvariate(1.0, 0.7), 2)}
+        ],
         "service_time_s": rng.choice((120, 180, 180, 240, 300)),
         "skills": skills,
     }
@@ -129,6 +164,7 @@ def _order(seq: int, city: City, config: DayConfig, rng: random.Random, tz: Zone
         at_home=rng.random() >= config.not_home_share,
         opts_out=opts_out,
         opens_tracking=rng.random() < config.tracking_share,
+        batch=morning,
     )
 
 
@@ -141,7 +177,9 @@ def _window(
         start = _at(day, round(start_h * 2) / 2, tz)
         return start, start + timedelta(hours=rng.choice((1, 2)))
     if morning:
-        start_h, end_h = rng.choices(((9, 13), (12, 17), (14, 19), (9, 18), (16, 21)), weights=(3, 3, 2, 4, 1))[0]
+        start_h, end_h = rng.choices(
+            ((9, 13), (12, 17), (14, 19), (9, 18), (16, 21)), weights=(3, 3, 2, 4, 1)
+        )[0]
         return _at(day, float(start_h), tz), _at(day, float(end_h), tz)
     start_h = min(17.0, max(13.0, _hours(post_at) + 3))
     start = _at(day, round(start_h * 2) / 2, tz)

@@ -19,13 +19,19 @@ from lastmile.sim.traffic import Traffic
 
 log = logging.getLogger(__name__)
 
+DETOUR = 1.06  # streets bend more than the L-shaped path `along` draws (1.27 of the straight line on average)
+
 
 @dataclass(frozen=True)
 class DriverConfig:
-    ping_interval_s: float = 30.0
+    ping_interval_s: float = 30.0  # while moving; phones report less often when they stand still
+    idle_ping_s: float = 300.0
+    route_sync_s: float = 300.0
+    idle_check_s: float = 120.0  # how often a driver without stops looks at the phone
     gps_noise_m: float = 6.0
     eta_poll_s: float = 300.0
     speed_kmh: float = 26.0
+    parking_s: float = 0.0  # finding a place to stop: part of the stop's service time
 
 
 class Driver:
@@ -51,38 +57,95 @@ class Driver:
         self._leg: tuple[tuple[float, float], tuple[float, float], datetime, float] | None = None
         self.done: set[str] = set()
         self.upcoming: list[dict[str, Any]] = []
+        self.t = clock.now()  # the driver's own timeline
+        self.route: dict[str, Any] | None = None  # as the phone last synced it
+        self._results: asyncio.Queue[tuple[dict[str, Any], dict[str, Any], datetime]] = asyncio.Queue()
 
     # ---- the day
     async def run(self, until: datetime) -> None:
         await self._sleep_until(self.shift[0] - timedelta(minutes=10))
-        tasks = [asyncio.create_task(self._pings(until)), asyncio.create_task(self._watch_etas(until))]
+        self.t = max(self.clock.now(), self.shift[0] - timedelta(minutes=10))
+        tasks = [
+            asyncio.create_task(self._pings(until)),
+            asyncio.create_task(self._watch_etas(until)),
+            asyncio.create_task(self._sync_route(until)),
+            asyncio.create_task(self._report_results()),
+        ]
         try:
             await self._work(until)
+            await self._results.join()  # every result reported before the day ends
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _work(self, until: datetime) -> None:
-        day = self.shift[0].date().isoformat()
-        while self.clock.now() < until:
-            route = await self.platform.driver_route(self.device, day)
-            stops = self._remaining(route)
+        """The driver keeps a timeline of their own (`self.t`) and follows the route the phone last synced: the
+        platform's response times do not make the simulated driver late, as the phone syncs in the background
+        and reports results from a queue, stamped with the time they happened."""
+        while self.t < until:
+            stops = self._remaining(self.route)
             self.upcoming = stops
             if not stops:
                 if self.position != self.depot:
+                    self._note("to depot", None)
                     await self._drive(self.depot)
                     continue
-                if self.clock.now() > self.shift[1]:
+                if self.t > self.shift[1]:
                     return
-                await self.clock.sleep(300)
+                self.t = max(self.t, self.clock.now()) + timedelta(seconds=self.config.idle_check_s)
+                await self._sleep_until(self.t)
                 continue
-            if self.position == self.depot and route and route.get("start_at"):
-                await self._sleep_until(datetime.fromisoformat(route["start_at"]))  # leave when the plan says
+            start_at = (self.route or {}).get("start_at")
+            if self.position == self.depot and start_at and datetime.fromisoformat(start_at) > self.t:
+                self.t = datetime.fromisoformat(start_at)  # leave when the plan says
+                await self._sleep_until(self.t)
+                continue  # the route may have changed meanwhile
+            if self.position == self.depot:
+                for entry in stops:
+                    if seen := self.obs.by_order_id.get(entry["order_id"]):
+                        seen.out = True
             stop = stops[0]
+            self._note("leave", stop["order_id"], planned=stop.get("planned_arrival"))
             await self._drive((stop["location"]["lat"], stop["location"]["lon"]))
-            await self._wait_for_window(stop)
+            self._note("arrive", stop["order_id"])
+            window = stop.get("promised_window")
+            if window:  # early drivers wait around the corner: the customer was promised a window
+                self.t = max(self.t, datetime.fromisoformat(window["start"]))
+                await self._sleep_until(self.t)
             await self._serve(stop)
+            self._note("served", stop["order_id"])
+
+    def _note(self, what: str, order_id: str | None, **detail: Any) -> None:
+        """The driver's log (var/report/drivers.jsonl): to see why a stop was late."""
+        self.seen.log.append({"t": self.t.isoformat(), "what": what, "order_id": order_id, **detail})
+
+    async def _sync_route(self, until: datetime) -> None:
+        """The phone fetches the vehicle's route every `route_sync_s` (a real app would be pushed a change)."""
+        day = self.shift[0].date().isoformat()
+        while self.clock.now() < until:
+            with contextlib.suppress(Exception):
+                self.route = await self.platform.driver_route(self.device, day)
+            await self.clock.sleep(self.config.route_sync_s)
+
+    async def _report_results(self) -> None:
+        """Stop results leave the phone in the order they happened, retried until the platform takes them."""
+        while True:
+            stop, body, arrived = await self._results.get()
+            try:
+                status = await self.platform.complete(self.device, stop["order_id"], body)
+                seen = self.obs.by_order_id.get(stop["order_id"])
+                if status < 300 and seen is not None:
+                    seen.arrived_at = seen.arrived_at or arrived
+                    seen.outcome = body["outcome"]
+                    seen.attempts += 1
+                    self.seen.stops += 1
+                elif seen is not None:
+                    seen.refused = status
+            except Exception:
+                log.warning("a stop result could not be reported", exc_info=True)
+            finally:
+                self._results.task_done()
 
     def _remaining(self, route: dict[str, Any] | None) -> list[dict[str, Any]]:
         if not route or route.get("status") == "cancelled":
@@ -95,47 +158,49 @@ class Driver:
                 seen.planned_arrival = datetime.fromisoformat(stop["planned_arrival"])
                 window = stop.get("promised_window")
                 if window:
-                    seen.promised = (datetime.fromisoformat(window["start"]), datetime.fromisoformat(window["end"]))
-        return [s for s in stops if s["order_id"] not in self.done and s.get("status") not in ("delivered", "failed")]
-
-    async def _wait_for_window(self, stop: dict[str, Any]) -> None:
-        """Early drivers wait around the corner: the customer was promised a window, not a surprise."""
-        window = stop.get("promised_window")
-        if window:
-            await self._sleep_until(datetime.fromisoformat(window["start"]))
+                    seen.promised = (
+                        datetime.fromisoformat(window["start"]),
+                        datetime.fromisoformat(window["end"]),
+                    )
+        return [
+            s
+            for s in stops
+            if s["order_id"] not in self.done and s.get("status") not in ("delivered", "failed")
+        ]
 
     async def _serve(self, stop: dict[str, Any]) -> None:
-        order_id = stop["order_id"]
-        seen = self.obs.by_order_id.get(order_id)
-        arrived = self.clock.now()
-        dwell = stop.get("service_s", 180) * self.rng.lognormvariate(0, 0.35)
-        await self.clock.sleep(dwell)
-        self.seen.busy_s += (self.clock.now() - arrived).total_seconds()
+        seen = self.obs.by_order_id.get(stop["order_id"])
+        arrived = self.t
+        dwell = stop.get("service_s", 180) * self.rng.lognormvariate(-0.06, 0.35)  # mean: the planned time
+        self.t += timedelta(seconds=dwell)
+        await self._sleep_until(self.t)
+        self.seen.busy_s += dwell
         at_home = seen.plan.at_home if seen else True
-        body: dict[str, Any] = {"lat": stop["location"]["lat"], "lon": stop["location"]["lon"]}
+        body: dict[str, Any] = {
+            "lat": stop["location"]["lat"],
+            "lon": stop["location"]["lon"],
+            "completed_at": self.t.isoformat(),
+        }
         if at_home:
-            body.update(outcome="delivered", recipient_name=seen.plan.body["recipient"]["name"] if seen else "Resident")
+            name = seen.plan.body["recipient"]["name"] if seen else "Resident"
+            body.update(outcome="delivered", recipient_name=name)
         else:
             body.update(outcome="failed", reason="not_at_home")
-        status = await self.platform.complete(self.device, order_id, body)
-        self.done.add(order_id)
-        if status < 300 and seen is not None:
-            seen.arrived_at = seen.arrived_at or arrived
-            seen.outcome = body["outcome"]
-            seen.attempts += 1
-            self.seen.stops += 1
+        self.done.add(stop["order_id"])
+        self._results.put_nowait((stop, body, arrived))
 
     # ---- moving
     async def _drive(self, target: tuple[float, float]) -> None:
         start = self.position
-        metres = path_m(start, target)
+        metres = path_m(start, target) * DETOUR
         hour = self._local_hour()
-        mps = self.config.speed_kmh / 3.6 * self.traffic.hour_factor(hour) * self.traffic.leg_factor(self.rng)
-        seconds = metres / max(mps, 0.5) + 30  # parking and walking to the door
-        self._leg = (start, target, self.clock.now(), seconds)
+        mps = self.config.speed_kmh / 3.6 * self.traffic.hour_factor(hour, self.seen.profile) * self.traffic.leg_factor(self.rng)
+        seconds = metres / max(mps, 0.5) + self.config.parking_s
+        self._leg = (start, target, self.t, seconds)
         self.seen.moving = True
+        self.t += timedelta(seconds=seconds)
         try:
-            await self.clock.sleep(seconds)
+            await self._sleep_until(self.t)
         finally:
             self._leg = None
             self.seen.moving = False
@@ -155,28 +220,37 @@ class Driver:
         return here, path_m(a, b) / seconds, bearing_deg(here, b)
 
     async def _pings(self, until: datetime) -> None:
+        """A fix every `ping_interval_s` while moving, every `idle_ping_s` standing still (as Traccar Client's
+        distance filter does)."""
+        last: datetime | None = None
         while self.clock.now() < until:
+            now = self.clock.now()
             point, speed, heading = self._where()
-            lat, lon = noisy(point, self.rng, self.config.gps_noise_m)
-            fix = {
-                "lat": round(lat, 6),
-                "lon": round(lon, 6),
-                "recorded_at": self.clock.now().isoformat(),
-                "speed_mps": round(speed, 1),
-                "heading": round(heading),
-                "accuracy_m": round(abs(self.rng.gauss(self.config.gps_noise_m, 2)) + 3),
-                "battery": 80,
-            }
-            with contextlib.suppress(Exception):
-                await self.platform.ping(self.device, fix)
+            if speed or last is None or (now - last).total_seconds() >= self.config.idle_ping_s:
+                last = now
+                lat, lon = noisy(point, self.rng, self.config.gps_noise_m)
+                fix = {
+                    "lat": round(lat, 6),
+                    "lon": round(lon, 6),
+                    "recorded_at": now.isoformat(),
+                    "speed_mps": round(speed, 1),
+                    "heading": round(heading),
+                    "accuracy_m": round(abs(self.rng.gauss(self.config.gps_noise_m, 2)) + 3),
+                    "battery": 80,
+                }
+                with contextlib.suppress(Exception):
+                    await self.platform.ping(self.device, fix)
             await self.clock.sleep(self.config.ping_interval_s)
 
     async def _watch_etas(self, until: datetime) -> None:
         """Read the live ETA of the next few stops as their customers would, to measure it afterwards."""
         while self.clock.now() < until:
-            for stop in self.upcoming[:4]:
+            soon = self.clock.now() + timedelta(minutes=40)
+            for stop in self.upcoming[:3]:
                 seen = self.obs.by_order_id.get(stop["order_id"])
                 if seen is None or not seen.tracking_url or seen.outcome:
+                    continue
+                if datetime.fromisoformat(stop["planned_arrival"]) > soon:
                     continue
                 with contextlib.suppress(Exception):
                     view = await self.platform.track(seen.tracking_url)
@@ -186,8 +260,10 @@ class Driver:
             await self.clock.sleep(self.config.eta_poll_s)
 
     async def _sleep_until(self, when: datetime) -> None:
-        await self.clock.sleep((when - self.clock.now()).total_seconds())
+        wait = (when - self.clock.now()).total_seconds()
+        if wait > 0:
+            await self.clock.sleep(wait)
 
     def _local_hour(self) -> float:
-        local = self.clock.now().astimezone(self.shift[0].tzinfo)
+        local = self.t.astimezone(self.shift[0].tzinfo)
         return local.hour + local.minute / 60

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +23,8 @@ class OrderSeen:
     arrived_at: datetime | None = None
     outcome: str | None = None  # delivered | failed
     attempts: int = 0
+    out: bool = False  # on a vehicle that left the depot
+    refused: int | None = None  # the HTTP status when the platform refused the driver's result
     etas: list[tuple[datetime, datetime]] = field(default_factory=list)  # (seen at, ETA)
     final_status: str | None = None
     history: list[str] = field(default_factory=list)
@@ -41,6 +42,7 @@ class VehicleSeen:
     stops: int = 0
     moving: bool = False
     track: list[tuple[float, float]] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -49,8 +51,8 @@ class Observations:
     by_order_id: dict[str, OrderSeen] = field(default_factory=dict)
     vehicles: dict[str, VehicleSeen] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
-    opted_out: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # order id → channels
-    opted_out_at: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    message_ids: set[str] = field(default_factory=set)
+    opted_out: dict[tuple[str, str], float] = field(default_factory=dict)  # (channel, address) → real time
     tracking_views: int = 0
 
     def attach(self, seen: OrderSeen) -> None:
@@ -63,9 +65,14 @@ class Observations:
         return {
             "received": sum(1 for o in orders if o.order_id),
             "scheduled": sum(1 for o in orders if o.vehicle_id),
+            "out for delivery": sum(1 for o in orders if o.out and not o.outcome),
             "delivered": sum(1 for o in orders if o.outcome == "delivered"),
             "failed": sum(1 for o in orders if o.outcome == "failed"),
-            "late": sum(1 for o in orders if o.outcome and o.promised and o.arrived_at and o.arrived_at > o.promised[1]),
+            "late": sum(
+                1
+                for o in orders
+                if o.outcome and o.promised and o.arrived_at and o.arrived_at > o.promised[1]
+            ),
             "moving": sum(1 for v in self.vehicles.values() if v.moving),
             "messages": len(self.messages),
         }

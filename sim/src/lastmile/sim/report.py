@@ -25,7 +25,12 @@ def kpis(obs: Observations, config: SimConfig) -> dict[str, Any]:
     used = [v for v in obs.vehicles.values() if v.stops]
     km = sum(v.metres for v in used) / 1000
     driving_h = sum(v.driving_s for v in used) / 3600
-    cost = sum(COSTS.get(v.profile, COSTS["van"])[0] + COSTS.get(v.profile, COSTS["van"])[1] * v.metres / 1000 + COSTS.get(v.profile, COSTS["van"])[2] * v.busy_s / 3600 for v in used)
+    cost = sum(
+        COSTS.get(v.profile, COSTS["van"])[0]
+        + COSTS.get(v.profile, COSTS["van"])[1] * v.metres / 1000
+        + COSTS.get(v.profile, COSTS["van"])[2] * v.busy_s / 3600
+        for v in used
+    )
     per = max(1, len(delivered))
     kinds = Counter(m.get("kind") for m in obs.messages)
     return {
@@ -39,14 +44,21 @@ def kpis(obs: Observations, config: SimConfig) -> dict[str, Any]:
         "km_per_delivery": round(km / per, 3),
         "driving_hours_per_delivery": round(driving_h / per, 4),
         "cost_per_delivery_eur": round(cost / per, 2),
-        "unassigned_reasons": dict(Counter(o.unassigned_reason or "not given" for o in accepted if o.final_status == "unassigned")),
-        "first_attempt_success": _ratio(sum(1 for o in attempted if o.outcome == "delivered" and o.attempts == 1), len(attempted)),
+        "unassigned_reasons": dict(
+            Counter(o.unassigned_reason or "not given" for o in accepted if o.final_status == "unassigned")
+        ),
+        "first_attempt_success": _ratio(
+            sum(1 for o in attempted if o.outcome == "delivered" and o.attempts == 1), len(attempted)
+        ),
         "eta_mae_min": {
             "live_30": _mae(delivered, 30),
             "live_10": _mae(delivered, 10),
             "planned": _mae_planned(delivered),
         },
-        "messages_per_order": {k: round(v / max(1, len(accepted)), 3) for k, v in sorted(kinds.items(), key=lambda kv: str(kv[0]))},
+        "messages_per_order": {
+            k: round(v / max(1, len(accepted)), 3)
+            for k, v in sorted(kinds.items(), key=lambda kv: str(kv[0]))
+        },
         "messages": len(obs.messages),
         "tracking_page_views": obs.tracking_views,
     }
@@ -57,7 +69,9 @@ def _ratio(a: int, b: int) -> float | None:
 
 
 def _on_time(o: OrderSeen) -> bool:
-    return bool(o.promised and o.arrived_at and o.promised[0] - timedelta(minutes=1) <= o.arrived_at <= o.promised[1])
+    return bool(
+        o.promised and o.arrived_at and o.promised[0] - timedelta(minutes=1) <= o.arrived_at <= o.promised[1]
+    )
 
 
 def live_eta(o: OrderSeen, minutes_before: int) -> datetime | None:
@@ -70,12 +84,20 @@ def live_eta(o: OrderSeen, minutes_before: int) -> datetime | None:
 
 
 def _mae(delivered: list[OrderSeen], minutes_before: int) -> float | None:
-    errors = [abs((eta - o.arrived_at).total_seconds()) / 60 for o in delivered if o.arrived_at and (eta := live_eta(o, minutes_before))]
+    errors = [
+        abs((eta - o.arrived_at).total_seconds()) / 60
+        for o in delivered
+        if o.arrived_at and (eta := live_eta(o, minutes_before))
+    ]
     return round(mean(errors), 2) if errors else None
 
 
 def _mae_planned(delivered: list[OrderSeen]) -> float | None:
-    errors = [abs((o.arrived_at - o.planned_arrival).total_seconds()) / 60 for o in delivered if o.planned_arrival and o.arrived_at]
+    errors = [
+        abs((o.arrived_at - o.planned_arrival).total_seconds()) / 60
+        for o in delivered
+        if o.planned_arrival and o.arrived_at
+    ]
     return round(mean(errors), 2) if errors else None
 
 
@@ -84,7 +106,9 @@ def _mae_planned(delivered: list[OrderSeen]) -> float | None:
 
 
 def html_report(obs: Observations, config: SimConfig, figures: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in figures.items())
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in figures.items()
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Lastmile: a simulated day, {config.day}</title>
@@ -114,11 +138,24 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else str(value)
 
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 
 def routes_svg(obs: Observations, config: SimConfig, width: int = 900, height: int = 700) -> str:
-    points = [p for v in obs.vehicles.values() for p in v.track] + [(d.lat, d.lon) for d in config.city.depots]
+    points = [p for v in obs.vehicles.values() for p in v.track] + [
+        (d.lat, d.lon) for d in config.city.depots
+    ]
     if not points:
         return "<p>No routes were driven.</p>"
     lat0, lat1 = min(p[0] for p in points), max(p[0] for p in points)
@@ -134,37 +171,58 @@ def routes_svg(obs: Observations, config: SimConfig, width: int = 900, height: i
         depot = config.city.depots[vehicle.depot]
         track = [(depot.lat, depot.lon), *vehicle.track]
         if len(track) > 1:
-            parts.append(f'<polyline fill="none" stroke="{PALETTE[i % len(PALETTE)]}" stroke-width="1.2" opacity=".75" points="{" ".join(xy(p) for p in track)}"/>')
+            parts.append(
+                f'<polyline fill="none" stroke="{PALETTE[i % len(PALETTE)]}" stroke-width="1.2" opacity=".75" points="{" ".join(xy(p) for p in track)}"/>'
+            )
     for o in obs.orders.values():
         if o.outcome == "failed":
-            x, y = xy((o.plan.body["destination"]["lat"], o.plan.body["destination"]["lon"])).split(",")
-            parts.append(f'<circle cx="{x}" cy="{y}" r="3" fill="#d62728"><title>failed</title></circle>')
+            cx, cy = xy((o.plan.body["destination"]["lat"], o.plan.body["destination"]["lon"])).split(",")
+            parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="#d62728"><title>failed</title></circle>')
     for d in config.city.depots:
         x, y = (float(c) for c in xy((d.lat, d.lon)).split(","))
-        parts.append(f'<rect x="{x - 6:.1f}" y="{y - 6:.1f}" width="12" height="12" fill="#000"><title>{html.escape(d.name)}</title></rect>')
+        parts.append(
+            f'<rect x="{x - 6:.1f}" y="{y - 6:.1f}" width="12" height="12" fill="#000"><title>{html.escape(d.name)}</title></rect>'
+        )
     return f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="routes">{"".join(parts)}</svg>'
 
 
 def hourly_svg(obs: Observations, width: int = 900, height: int = 300) -> str:
-    delivered = Counter(o.arrived_at.astimezone(o.promised[0].tzinfo).hour for o in obs.orders.values() if o.outcome == "delivered" and o.arrived_at and o.promised)
-    promised = Counter((o.promised[0] + (o.promised[1] - o.promised[0]) / 2).hour for o in obs.orders.values() if o.promised)
-    late = Counter(o.arrived_at.astimezone(o.promised[0].tzinfo).hour for o in obs.orders.values() if o.outcome == "delivered" and o.promised and o.arrived_at and o.arrived_at > o.promised[1])
+    delivered = Counter(
+        o.arrived_at.astimezone(o.promised[0].tzinfo).hour
+        for o in obs.orders.values()
+        if o.outcome == "delivered" and o.arrived_at and o.promised
+    )
+    promised = Counter(
+        (o.promised[0] + (o.promised[1] - o.promised[0]) / 2).hour for o in obs.orders.values() if o.promised
+    )
+    late = Counter(
+        o.arrived_at.astimezone(o.promised[0].tzinfo).hour
+        for o in obs.orders.values()
+        if o.outcome == "delivered" and o.promised and o.arrived_at and o.arrived_at > o.promised[1]
+    )
     hours = range(6, 23)
     top = max([1, *delivered.values(), *promised.values()])
     bar = (width - 60) / len(hours)
     parts = []
     for i, h in enumerate(hours):
         x = 40 + i * bar
-        for count, colour, dx in ((promised[h], "#cfd8e3", 0.0), (delivered[h], "#2ca02c", bar * 0.3), (late[h], "#d62728", bar * 0.3)):
+        for count, colour, dx in (
+            (promised[h], "#cfd8e3", 0.0),
+            (delivered[h], "#2ca02c", bar * 0.3),
+            (late[h], "#d62728", bar * 0.3),
+        ):
             height_px = count / top * (height - 50)
-            parts.append(f'<rect x="{x + dx:.1f}" y="{height - 30 - height_px:.1f}" width="{bar * 0.55:.1f}" height="{height_px:.1f}" fill="{colour}"/>')
+            parts.append(
+                f'<rect x="{x + dx:.1f}" y="{height - 30 - height_px:.1f}" width="{bar * 0.55:.1f}" height="{height_px:.1f}" fill="{colour}"/>'
+            )
         parts.append(f'<text x="{x + bar / 3:.1f}" y="{height - 12}" font-size="11">{h}</text>')
     legend = '<text x="40" y="16" font-size="12">grey: promised (window middle) · green: delivered · red: late</text>'
     return f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="deliveries per hour">{legend}{"".join(parts)}</svg>'
 
 
 def eta_svg(obs: Observations, width: int = 900, height: int = 300) -> str:
-    live, planned = Counter(), Counter()
+    live: Counter[int] = Counter()
+    planned: Counter[int] = Counter()
     for o in obs.orders.values():
         if o.outcome != "delivered" or not o.arrived_at:
             continue
@@ -181,7 +239,9 @@ def eta_svg(obs: Observations, width: int = 900, height: int = 300) -> str:
         x = 40 + i * bar
         for count, colour, dx in ((planned[b], "#cfd8e3", 0.0), (live[b], "#1f77b4", bar * 0.35)):
             height_px = count / top * (height - 50)
-            parts.append(f'<rect x="{x + dx:.1f}" y="{height - 30 - height_px:.1f}" width="{bar * 0.55:.1f}" height="{height_px:.1f}" fill="{colour}"/>')
+            parts.append(
+                f'<rect x="{x + dx:.1f}" y="{height - 30 - height_px:.1f}" width="{bar * 0.55:.1f}" height="{height_px:.1f}" fill="{colour}"/>'
+            )
         if b % 15 == 0:
             parts.append(f'<text x="{x:.1f}" y="{height - 12}" font-size="11">{b:+d}</text>')
     legend = '<text x="40" y="16" font-size="12">minutes early (−) or late (+) · grey: planned arrival · blue: live ETA 30 min before</text>'
@@ -190,3 +250,24 @@ def eta_svg(obs: Observations, width: int = 900, height: int = 300) -> str:
 
 def _bucket(minutes: float) -> int:
     return max(-60, min(60, int(round(minutes / 5) * 5)))
+
+
+def order_rows(obs: Observations) -> list[dict[str, Any]]:
+    """One row per order, what the simulator saw (var/report/orders.csv): to find why one was late."""
+    rows = []
+    for o in sorted(obs.orders.values(), key=lambda o: o.plan.seq):
+        rows.append(
+            {
+                "seq": o.plan.seq,
+                "order_id": o.order_id or "",
+                "vehicle_id": o.vehicle_id or "",
+                "final_status": o.final_status or "",
+                "outcome": o.outcome or "",
+                "promised_start": o.promised[0].isoformat() if o.promised else "",
+                "promised_end": o.promised[1].isoformat() if o.promised else "",
+                "planned_arrival": o.planned_arrival.isoformat() if o.planned_arrival else "",
+                "arrived_at": o.arrived_at.isoformat() if o.arrived_at else "",
+                "unassigned_reason": o.unassigned_reason or "",
+            }
+        )
+    return rows

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,12 +38,15 @@ class SimConfig:
     start: str = "05:45"
     end: str = "22:30"
     traffic: bool = True
+    max_ping_rate: float = 80.0  # pings per real second across the fleet: compressed time cannot keep 30 s
     driver: DriverConfig = field(default_factory=DriverConfig)
     city: City = BERLIN
 
     def at(self, hhmm: str) -> datetime:
         hours, minutes = (int(x) for x in hhmm.split(":"))
-        return datetime(self.day.year, self.day.month, self.day.day, hours, minutes, tzinfo=ZoneInfo(self.city.timezone))
+        return datetime(
+            self.day.year, self.day.month, self.day.day, hours, minutes, tzinfo=ZoneInfo(self.city.timezone)
+        )
 
 
 @dataclass
@@ -57,7 +62,13 @@ async def set_up(platform: Platform, config: SimConfig) -> Tenant:
     depot_ids = []
     for site in city.depots:
         depot = await platform.create_depot(
-            {"name": site.name, "lat": site.lat, "lon": site.lon, "timezone": city.timezone, "service_radius_km": site.service_radius_km}
+            {
+                "name": site.name,
+                "lat": site.lat,
+                "lon": site.lon,
+                "timezone": city.timezone,
+                "service_radius_km": site.service_radius_km,
+            }
         )
         depot_ids.append(depot["id"])
     devices = []
@@ -74,7 +85,9 @@ async def set_up(platform: Platform, config: SimConfig) -> Tenant:
             }
         )
         device = await platform.register_device(vehicle["id"])
-        devices.append((device, depot_index, config.at(kind.shift_start), config.at(kind.shift_end), kind.profile))
+        devices.append(
+            (device, depot_index, config.at(kind.shift_start), config.at(kind.shift_end), kind.profile)
+        )
     keys = [(await platform.create_merchant(m.name))["api_key"] for m in MERCHANTS]
     return Tenant(depot_ids, keys, devices)
 
@@ -86,7 +99,9 @@ class Day:
         self.plans = plan_day(config.city, DayConfig(day=config.day, orders=config.orders), config.seed)
         self.traffic = Traffic(enabled=config.traffic)
 
-    async def run(self, tenant: Tenant, on_status: Callable[[dict[str, int]], None] | None = None) -> Observations:
+    async def run(
+        self, tenant: Tenant, on_status: Callable[[dict[str, Any]], None] | None = None
+    ) -> Observations:
         end = self.config.at(self.config.end)
         for plan in self.plans:
             self.obs.attach(OrderSeen(plan=plan, merchant_key=tenant.merchant_keys[plan.merchant]))
@@ -97,7 +112,12 @@ class Day:
         try:
             while self.clock.now() < end and not all(t.done() for t in tasks[: len(drivers)]):
                 if on_status:
-                    on_status(self.obs.counts() | {"clock": int(self.clock.now().timestamp())})
+                    tracking = next(
+                        (o.tracking_url for o in self.obs.by_order_id.values() if o.tracking_url), None
+                    )
+                    on_status(
+                        self.obs.counts() | {"clock": self.clock.now().timestamp(), "tracking_url": tracking}
+                    )
                 await asyncio.sleep(1.0)
         finally:
             for task in tasks:
@@ -107,12 +127,18 @@ class Day:
         await self._final_word()
         return self.obs
 
-    def _driver(self, index: int, entry: tuple[Device, int, datetime, datetime, str], tenant: Tenant) -> Driver:
+    def _driver(
+        self, index: int, entry: tuple[Device, int, datetime, datetime, str], tenant: Tenant
+    ) -> Driver:
         device, depot_index, start, end, profile = entry
         site = self.config.city.depots[depot_index]
         seen = VehicleSeen(device.vehicle_id, depot_index, profile)
         self.obs.vehicles[device.vehicle_id] = seen
         speed = self.config.city.speeds_kmh.get(profile, 25.0)
+        every = max(
+            self.config.driver.ping_interval_s,
+            self.config.speed * self.config.vehicles / self.config.max_ping_rate,
+        )
         return Driver(
             platform=self.platform,
             clock=self.clock,
@@ -121,7 +147,7 @@ class Day:
             depot_id=tenant.depot_ids[depot_index],
             shift=(start, end),
             traffic=self.traffic,
-            config=DriverConfig(**{**self.config.driver.__dict__, "speed_kmh": speed}),
+            config=dataclasses.replace(self.config.driver, speed_kmh=speed, ping_interval_s=every),
             observations=self.obs,
             seen=seen,
             rng=random.Random(f"{self.config.seed}:driver:{index}"),
@@ -131,9 +157,16 @@ class Day:
     async def _merchants(self) -> None:
         posting = asyncio.Semaphore(8)
         pending: list[asyncio.Task[None]] = []
+        batches: dict[tuple[int, datetime], list[OrderPlan]] = {}
+        for plan in self.plans:
+            if plan.batch:
+                batches.setdefault((plan.merchant, plan.post_at), []).append(plan)
         for plan in self.plans:
             await self._until(plan.post_at)
-            pending.append(asyncio.create_task(self._post(plan, posting)))
+            if not plan.batch:
+                pending.append(asyncio.create_task(self._post(plan, posting)))
+            elif (batch := batches.pop((plan.merchant, plan.post_at), None)) is not None:
+                pending.append(asyncio.create_task(self._post_batch(batch)))
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _post(self, plan: OrderPlan, posting: asyncio.Semaphore) -> None:
@@ -143,14 +176,33 @@ class Day:
         if reply.get("rejected") or reply.get("conflict"):
             seen.rejected = str(reply.get("code") or reply.get("status"))
             return
-        seen.order_id, seen.tracking_url = reply["id"], reply.get("tracking_url")
+        await self._accepted(plan, reply["id"], reply.get("tracking_url"))
+
+    async def _post_batch(self, plans: list[OrderPlan]) -> None:
+        """A warehouse's morning upload, in requests of up to 1,000 orders."""
+        key = self.obs.orders[plans[0].seq].merchant_key
+        later = []
+        for start in range(0, len(plans), 1000):
+            chunk = plans[start : start + 1000]
+            items = await self.platform.post_batch(key, [plan.body for plan in chunk])
+            for plan, item in zip(chunk, items, strict=True):
+                if item["outcome"] != "created":
+                    self.obs.orders[plan.seq].rejected = str((item.get("problem") or {}).get("type"))
+                    continue
+                later.append(self._accepted(plan, item["id"], item.get("tracking_url")))
+        await asyncio.gather(*later)
+
+    async def _accepted(self, plan: OrderPlan, order_id: str, tracking_url: str | None) -> None:
+        """The order is the platform's now; later the merchant may cancel it or change its address."""
+        seen = self.obs.orders[plan.seq]
+        seen.order_id, seen.tracking_url = order_id, tracking_url
         self.obs.attach(seen)
         if plan.cancel_at:
             await self._until(plan.cancel_at)
-            seen.cancelled = await self.platform.cancel_order(seen.merchant_key, reply["id"])
+            seen.cancelled = await self.platform.cancel_order(seen.merchant_key, order_id)
         elif plan.change_at and plan.changed_destination:
             await self._until(plan.change_at)
-            await self.platform.change_destination(seen.merchant_key, reply["id"], plan.changed_destination)
+            await self.platform.change_destination(seen.merchant_key, order_id, plan.changed_destination)
 
     # ---- customers
     async def _customers(self, end: datetime) -> None:
@@ -162,16 +214,16 @@ class Day:
         """New messages in the file outbox: some customers opt out, some open the tracking page."""
         if self.outbox is None or not self.outbox.exists():
             return
-        known = {m["id"] for m in self.obs.messages}
+        known = self.obs.message_ids
         for path in sorted(self.outbox.glob("*.json")):
             if path.stem in known:
                 continue
             with contextlib.suppress(ValueError, OSError):
                 message = json.loads(path.read_text())
-                message.setdefault("id", path.stem)
+                message["written"] = path.stat().st_mtime
                 message["seen_at"] = self.clock.now().isoformat()
                 self.obs.messages.append(message)
-                known.add(message["id"])
+                known.add(path.stem)
                 await self._react(message)
 
     async def _react(self, message: dict[str, Any]) -> None:
@@ -179,25 +231,23 @@ class Day:
         if seen is None:
             return
         channel = message.get("channel", "")
-        if seen.plan.opts_out == channel and channel not in self.obs.opted_out[seen.order_id or ""]:
-            if await self._opt_out(message):
-                self.obs.opted_out[seen.order_id or ""].add(channel)
-                self.obs.opted_out_at[(seen.order_id or "", channel)] = self.clock.now()
+        address = message.get("to", "")
+        wants_out = seen.plan.opts_out == channel and (channel, address) not in self.obs.opted_out
+        if wants_out and await self._opt_out(channel, message):
+            self.obs.opted_out[(channel, address)] = time.time()
         if seen.plan.opens_tracking and message.get("kind") == "out_for_delivery" and seen.tracking_url:
             with contextlib.suppress(Exception):
                 if (await self.platform.http.get(seen.tracking_url)).status_code == 200:
                     self.obs.tracking_views += 1
 
-    async def _opt_out(self, message: dict[str, Any]) -> bool:
+    async def _opt_out(self, channel: str, message: dict[str, Any]) -> bool:
         """The customer's own way out: the unsubscribe link of an email, STOP to an SMS."""
-        link = message.get("unsubscribe_url")
         with contextlib.suppress(Exception):
-            if link:
-                return (await self.platform.http.post(link, data={"List-Unsubscribe": "One-Click"})).status_code < 400
-            inbound = message.get("reply_webhook")
-            if inbound:
-                form = {"From": message.get("to", ""), "Body": "STOP", "To": message.get("from", "")}
-                return (await self.platform.http.post(inbound, data=form)).status_code < 400
+            if channel == "email":
+                link = str((message.get("headers") or {}).get("List-Unsubscribe") or "")
+                return bool(link) and await self.platform.unsubscribe(link)
+            if channel == "sms" and self.platform.twilio_token:
+                return await self.platform.text_stop(message["to"])
         return False
 
     # ---- the end of the day
@@ -213,8 +263,12 @@ class Day:
                     history = await self.platform.history(seen.merchant_key, seen.order_id)
                     seen.final_status = order["status"]
                     seen.history = [h["status"] for h in history]
-                    reasons = [h.get("detail", {}).get("reason") for h in history if h["status"] == "unassigned"]
-                    seen.unassigned_reason = order.get("unassigned_reason") or next((r for r in reasons if r), None)
+                    reasons = [
+                        h.get("detail", {}).get("reason") for h in history if h["status"] == "unassigned"
+                    ]
+                    seen.unassigned_reason = order.get("unassigned_reason") or next(
+                        (r for r in reasons if r), None
+                    )
 
         await asyncio.gather(*(fetch(s) for s in self.obs.orders.values()))
 
@@ -224,11 +278,7 @@ class Day:
             await self.clock.sleep(wait)
 
 
-def start_clock(config: SimConfig) -> Clock:
-    """The simulated day's clock: `config.start` now, running `config.speed` times real time."""
-    import time
-
-    return Clock(speed=config.speed, epoch=config.at(config.start), anchor=time.time())
-
-
-__all__ = ["Day", "SimConfig", "Tenant", "set_up", "start_clock", "timedelta"]
+def start_clock(config: SimConfig, delay_s: float = 0.0) -> Clock:
+    """The simulated day's clock: `config.start` in `delay_s` real seconds (the time a platform takes to
+    start), running `config.speed` times real time."""
+    return Clock(speed=config.speed, epoch=config.at(config.start), anchor=time.time() + delay_s)

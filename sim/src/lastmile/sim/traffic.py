@@ -6,11 +6,10 @@ import math
 import random
 from dataclasses import dataclass
 
-# Relative speed by local hour: rush hours at 8 and 17, free-flowing early and late.
-PROFILE = {
-    5: 1.15, 6: 1.05, 7: 0.8, 8: 0.7, 9: 0.8, 10: 0.9, 11: 0.9, 12: 0.85, 13: 0.85, 14: 0.85,
-    15: 0.8, 16: 0.72, 17: 0.68, 18: 0.75, 19: 0.9, 20: 1.0, 21: 1.1, 22: 1.15,
-}  # fmt: skip
+# Relative speed by local hour for motor traffic: rush hours at 8 and 17. The planner's travel model has the
+# same profile (a planner is calibrated to its city); the legs' random factors are what it cannot know.
+PROFILE = {7: 0.75, 8: 0.7, 9: 0.8, 16: 0.8, 17: 0.7, 18: 0.75}
+UNAFFECTED = {"cargo_bike", "bike"}
 
 
 @dataclass(frozen=True)
@@ -21,13 +20,13 @@ class Traffic:
     incident_share: float = 0.01  # legs through an incident
     enabled: bool = True
 
-    def hour_factor(self, hour: float) -> float:
-        if not self.enabled:
+    def hour_factor(self, hour: float, profile: str = "van") -> float:
+        if not self.enabled or profile in UNAFFECTED:
             return 1.0
-        low = int(math.floor(hour)) % 24
+        low = math.floor(hour) % 24
         high = (low + 1) % 24
         t = hour - math.floor(hour)
-        return PROFILE.get(low, 1.1) * (1 - t) + PROFILE.get(high, 1.1) * t
+        return PROFILE.get(low, 1.0) * (1 - t) + PROFILE.get(high, 1.0) * t
 
     def leg_factor(self, rng: random.Random) -> float:
         """Multiplier on the leg's speed: mostly near 1, sometimes a slowdown, rarely an incident."""
@@ -38,4 +37,4 @@ class Traffic:
             return rng.uniform(0.25, 0.45)
         if roll < self.incident_share + self.slowdown_share:
             return rng.uniform(0.5, 0.8)
-        return max(0.6, min(1.3, rng.gauss(1.0, 0.08)))
+        return max(0.7, min(1.3, rng.gauss(1.0, 0.1)))
