@@ -32,15 +32,21 @@ class LiveConfig:
 
 
 async def run_city(var: Path, ports: dict[str, int], osmand_port: int, live: LiveConfig) -> None:
-    """One simulated day (today, Berlin time) from 05:45, then the platform keeps serving until Ctrl-C."""
+    """One simulated day (today, Berlin time) from 08:00, then the platform keeps serving until Ctrl-C."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     shutil.rmtree(var, ignore_errors=True)  # a new city every run: its clock starts the day again
     today = datetime.now(ZoneInfo(BERLIN.timezone)).date()
+    # From 08:00: the night's orders are posted at once, vans set out, the first windows open at 09:00.
     config = SimConfig(
-        day=today, seed=live.seed, orders=live.orders, vehicles=live.vehicles, speed=live.speed
+        day=today,
+        seed=live.seed,
+        orders=live.orders,
+        vehicles=live.vehicles,
+        speed=live.speed,
+        start="08:00",
     )
     clock = start_clock(config)
     async with running(var, clock=clock, ports=ports, osmand_port=osmand_port) as platform:

@@ -161,13 +161,18 @@ class Day:
         for plan in self.plans:
             if plan.batch:
                 batches.setdefault((plan.merchant, plan.post_at), []).append(plan)
-        for plan in self.plans:
-            await self._until(plan.post_at)
-            if not plan.batch:
-                pending.append(asyncio.create_task(self._post(plan, posting)))
-            elif (batch := batches.pop((plan.merchant, plan.post_at), None)) is not None:
-                pending.append(asyncio.create_task(self._post_batch(batch)))
-        await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            for plan in self.plans:
+                await self._until(plan.post_at)
+                if not plan.batch:
+                    pending.append(asyncio.create_task(self._post(plan, posting)))
+                elif (batch := batches.pop((plan.merchant, plan.post_at), None)) is not None:
+                    pending.append(asyncio.create_task(self._post_batch(batch)))
+            await asyncio.gather(*pending, return_exceptions=True)
+        finally:  # the day is over (or stopped): nothing left running behind it
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _post(self, plan: OrderPlan, posting: asyncio.Semaphore) -> None:
         seen = self.obs.orders[plan.seq]
