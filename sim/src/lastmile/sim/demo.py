@@ -12,15 +12,16 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from lastmile.common.clock import Clock
 from lastmile.common.logging import configure_logging
 from lastmile.sim import launch
-from lastmile.sim.client import Platform
 from lastmile.sim.embedded import PORTS
 from lastmile.sim.live import StatusLine
 from lastmile.sim.observe import Observations
@@ -42,18 +43,26 @@ async def run_day(
     kafka: str = "127.0.0.1:19092",
     postgres: str = "127.0.0.1:55432",
     status: bool = True,
+    during: Callable[[Clock, launch.Launched], Coroutine[Any, Any, None]] | None = None,
 ) -> tuple[Observations, dict[str, Any]]:
+    """The day against a platform started for it; `during` runs beside the day (to break things on purpose)."""
     clock = start_clock(config, STARTUP_S[mode])
-    platform: AbstractAsyncContextManager[Platform] = (
+    platform: AbstractAsyncContextManager[launch.Launched] = (
         launch.embedded(var, ports, clock)
         if mode == "embedded"
         else launch.distributed(var, ports, clock, kafka, postgres)
     )
-    async with platform as client:
-        tenant = await set_up(client, config)
-        day = Day(client, clock, config, var / "outbox")
+    async with platform as launched:
+        tenant = await set_up(launched.platform, config)
+        day = Day(launched.platform, clock, config, var / "outbox")
         on_status = StatusLine(ZoneInfo(config.city.timezone)).update if status else None
-        observations = await day.run(tenant, on_status=on_status)
+        beside = asyncio.create_task(during(clock, launched)) if during else None
+        try:
+            observations = await day.run(tenant, on_status=on_status)
+        finally:
+            if beside is not None:
+                beside.cancel()
+                await asyncio.gather(beside, return_exceptions=True)
     return observations, kpis(observations, config)
 
 

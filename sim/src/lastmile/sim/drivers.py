@@ -194,7 +194,12 @@ class Driver:
         start = self.position
         metres = path_m(start, target) * DETOUR
         hour = self._local_hour()
-        mps = self.config.speed_kmh / 3.6 * self.traffic.hour_factor(hour, self.seen.profile) * self.traffic.leg_factor(self.rng)
+        mps = (
+            self.config.speed_kmh
+            / 3.6
+            * self.traffic.hour_factor(hour, self.seen.profile)
+            * self.traffic.leg_factor(self.rng)
+        )
         seconds = metres / max(mps, 0.5) + self.config.parking_s
         self._leg = (start, target, self.t, seconds)
         self.seen.moving = True

@@ -13,12 +13,19 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from lastmile.common.clock import Clock
 from lastmile.sim.client import Platform
 from lastmile.sim.distributed import MODULES, Stack
 from lastmile.sim.embedded import PORTS
+
+
+@dataclass
+class Launched:
+    platform: Platform  # the public HTTP interfaces
+    stack: Stack | None = None  # the service processes, in the distributed mode (to break them on purpose)
 
 
 def clock_env(clock: Clock) -> dict[str, str]:
@@ -42,7 +49,7 @@ def _spawn(var: Path, ports: dict[str, int], clock: Clock) -> subprocess.Popen[b
 
 
 @contextlib.asynccontextmanager
-async def embedded(var: Path, ports: dict[str, int], clock: Clock) -> AsyncIterator[Platform]:
+async def embedded(var: Path, ports: dict[str, int], clock: Clock) -> AsyncIterator[Launched]:
     """`python -m lastmile.sim.embedded` in a child process: the platform gets a core of its own."""
     var.mkdir(parents=True, exist_ok=True)
     announce = var / "platform.json"
@@ -62,7 +69,7 @@ async def embedded(var: Path, ports: dict[str, int], clock: Clock) -> AsyncItera
             twilio_token=found["twilio_token"],
         )
         try:
-            yield client
+            yield Launched(client)
         finally:
             await client.close()
     finally:
@@ -77,7 +84,7 @@ async def embedded(var: Path, ports: dict[str, int], clock: Clock) -> AsyncItera
 @contextlib.asynccontextmanager
 async def distributed(
     var: Path, ports: dict[str, int], clock: Clock, kafka: str, postgres: str, osmand_port: int = 0
-) -> AsyncIterator[Platform]:
+) -> AsyncIterator[Launched]:
     """The four services as processes on the broker `kafka` and the PostgreSQL server `postgres`
     (`host:port`, user lastmile), with fresh databases and a fresh topic prefix."""
     import asyncpg
@@ -112,7 +119,7 @@ async def distributed(
             twilio_token=stack.twilio_token,
         )
         try:
-            yield client
+            yield Launched(client, stack)
         finally:
             await client.close()
     finally:
