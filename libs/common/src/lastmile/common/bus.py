@@ -418,6 +418,9 @@ class KafkaBus:
         replication_factor: int = 1,
         create_topics: bool = True,
         publish_timeout_s: float = 60.0,
+        request_timeout_ms: int = 15000,
+        session_timeout_ms: int = 10000,
+        heartbeat_interval_ms: int = 3000,
     ) -> None:
         self.bootstrap = bootstrap_servers
         self.client_id = client_id
@@ -426,6 +429,9 @@ class KafkaBus:
         self.replication_factor = replication_factor
         self.create_topics = create_topics
         self.publish_timeout_s = publish_timeout_s
+        self.request_timeout_ms = request_timeout_ms
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
         self._producer: Any = None
         self._producer_ready = asyncio.Event()
         self._consumers: dict[int, _KafkaConsumerLoop] = {}
@@ -456,7 +462,7 @@ class KafkaBus:
                 enable_idempotence=True,  # implies acks=all
                 linger_ms=2,
                 max_batch_size=256 * 1024,
-                request_timeout_ms=15000,
+                request_timeout_ms=self.request_timeout_ms,
                 retry_backoff_ms=200,
             )
             try:
@@ -594,8 +600,9 @@ class _KafkaConsumerLoop:
             group_id=self.bus.prefix + self.sub.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=10000,
-            heartbeat_interval_ms=3000,
+            session_timeout_ms=self.bus.session_timeout_ms,
+            heartbeat_interval_ms=self.bus.heartbeat_interval_ms,
+            request_timeout_ms=max(self.bus.request_timeout_ms, self.bus.session_timeout_ms + 1000),
             max_poll_records=500,
             fetch_max_wait_ms=100,
             # Range assignment gives one member the same partitions of every topic it reads, so topics keyed
@@ -685,5 +692,9 @@ def make_bus(settings: Any) -> Bus:
             partitions=settings.kafka_partitions,
             replication_factor=getattr(settings, "kafka_replication_factor", 1),
             create_topics=settings.kafka_create_topics,
+            publish_timeout_s=settings.kafka_publish_timeout_s,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         )
     return InMemoryBus()
