@@ -12,7 +12,7 @@ The consumer handles `lastmile.delivery.arrived` on deliveries.v1 through the re
 (inbox in the handler's transaction, offsets committed after it): each handled event inserts one row into
 `effects` (key, seq, event id), a table with no unique constraint, so only the inbox stands between a
 redelivery and a second effect. `seq` is the event's `at` in seconds after T0 (the producer's sequence per key).
-On SIGTERM it stops cleanly and writes what it counted (handled, duplicate, ...) to `--outcomes`.
+An event whose vehicle_id is "fails" makes the handler raise every time. On SIGTERM it stops cleanly and writes what it counted (handled, duplicate, ...) to `--outcomes`.
 """
 
 from __future__ import annotations
@@ -99,6 +99,10 @@ async def consume(args: argparse.Namespace) -> None:
 
     async def on_arrived(session: AsyncSession, envelope: ev.Envelope, event: ev.Arrived) -> None:
         nonlocal handled
+        if event.vehicle_id == "fails":
+            raise ValueError(
+                "this handler cannot take this event"
+            )  # not transient: retried, then dead-lettered
         handled += 1
         seq = round((event.at - T0).total_seconds())
         await session.execute(
