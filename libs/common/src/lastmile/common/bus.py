@@ -517,11 +517,13 @@ class KafkaBus:
             self._producer_ready.clear()
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        producer = None
         try:
             async with asyncio.timeout(self.publish_timeout_s):
                 await self._producer_ready.wait()
+            producer = self._producer
             futures = [
-                await self._producer.send(
+                await producer.send(
                     self.physical(r.topic), value=r.value, key=r.key, headers=list(r.headers) or None
                 )
                 for r in records
@@ -530,6 +532,23 @@ class KafkaBus:
             await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout_s)
         except TimeoutError as exc:
             raise ConnectionError("kafka publish timed out") from exc
+        except Exception as exc:
+            if producer is not None and producer is self._producer and _producer_broken(producer, exc):
+                await self._replace_producer(producer, exc)
+            raise
+
+    async def _replace_producer(self, broken: Any, exc: BaseException) -> None:
+        """An idempotent producer whose sender stopped on a fatal error never sends again: aiokafka ends its
+        sender task on OutOfOrderSequenceNumber (seen after the broker was restarted under load) and fails every
+        later send. Replace it; what it had not delivered is still in the outbox and goes out again with the
+        new producer (a new producer id; consumers' inboxes drop what the old one had delivered after all)."""
+        log.warning("kafka producer broken (%s); replacing it", _short(exc))
+        self.last_error = f"producer broken: {_short(exc)}"
+        self._producer = None
+        self._producer_ready.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(broken.stop(), 10)
+        self._tasks.append(asyncio.create_task(self._connect_producer(), name="kafka-producer"))
 
     def subscribe(self, subscription: Subscription) -> None:
         loop = _KafkaConsumerLoop(self, subscription)
@@ -552,6 +571,21 @@ class KafkaBus:
         for loop in self._consumers.values():
             if loop.last_error:
                 raise ConnectionError(f"consumer {loop.sub.group}: {loop.last_error}")
+
+
+def _producer_broken(producer: Any, exc: BaseException) -> bool:
+    """True when `producer` will never send again: a fatal idempotence error, or its sender task has ended."""
+    from aiokafka.errors import (
+        InvalidProducerEpoch,
+        OutOfOrderSequenceNumber,
+        ProducerFenced,
+        UnknownProducerId,
+    )
+
+    if isinstance(exc, OutOfOrderSequenceNumber | UnknownProducerId | InvalidProducerEpoch | ProducerFenced):
+        return True
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    return bool(task is not None and task.done())
 
 
 class _KafkaConsumerLoop:
