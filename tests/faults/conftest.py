@@ -328,9 +328,37 @@ class City:
             )
 
         await wait_for(all_there, timeout, f"{len(orders)} orders scheduled everywhere", interval=1.0)
+        await self.assert_offsets_only_past_stored()
         await self.assert_nothing_twice()
         await self.assert_outboxes_empty()
         await self.assert_per_key_order()
+
+    async def assert_offsets_only_past_stored(self) -> None:
+        """A consumer group's committed offset never passes an event its service has not stored: every event
+        below it (of the types the service handles) is in the service's inbox. Offsets first, inbox second:
+        the consume loop commits an offset only after the transaction that recorded the event committed."""
+        handled = {
+            "orders.v1": ({"planner", "tracker", "notifier"}, {ev.OrderCreated.TYPE, ev.OrderUpdated.TYPE}),
+            "deliveries.v1": ({"order-intake", "notifier"}, {ev.DeliveryScheduled.TYPE}),
+        }
+        for topic, (services, types) in handled.items():
+            records = await read_topic(self.infra.bootstrap, self.topic(topic))
+            for service in services:
+                offsets = await committed(self.infra.bootstrap, self.topic(service), self.topic(topic))
+                passed = {
+                    str(r.envelope().id)
+                    for r in records
+                    if r.offset < offsets.get(r.partition, 0) and r.envelope().type in types
+                }
+                inbox = {
+                    r["event_id"]
+                    for r in await self.query(
+                        service,
+                        f"SELECT event_id FROM inbox WHERE consumer = '{service}'",  # noqa: S608
+                    )
+                }
+                missing = passed - inbox
+                assert not missing, f"{service} committed offsets past {len(missing)} unstored events"
 
     async def assert_nothing_twice(self) -> None:
         messages = await rows(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
@@ -21,8 +21,6 @@ import pytest
 from lastmile.common import events as ev
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
-
-Fault = Callable[[], Awaitable[None]]
 
 
 async def orders_flow(
@@ -42,54 +40,45 @@ async def orders_flow(
     return made
 
 
-async def during(flow: Awaitable[list[str]], fault: Fault) -> list[str]:
-    """Run the fault while the orders flow; both bounded by the test's timeout."""
-    made, _ = await asyncio.gather(flow, fault())
-    return made
-
-
 def infra(city: Any, what: str, action: str) -> Awaitable[None]:
     run = city.infra.kafka if what == "kafka" else city.infra.pg
     return asyncio.to_thread(run, action)
 
 
-async def test_broker_killed_and_restarted_while_orders_flow(city: Any) -> None:
+async def while_orders_flow(
+    city: Any, label: str, what: str, down: str, up: str, down_s: float, pace_s: float = 0.15
+) -> list[str]:
+    """30 orders flow while `what` (kafka | pg) is taken `down` a second in, and brought `up` `down_s` later,
+    whatever happens to the flow (the module's next tests need the server)."""
+
     async def fault() -> None:
         await asyncio.sleep(1.0)
-        await infra(city, "kafka", "kill")  # SIGKILL: no clean shutdown, nothing flushed
-        await asyncio.sleep(5.0)
-        await infra(city, "kafka", "start")
+        await infra(city, what, down)
+        try:
+            await asyncio.sleep(down_s)
+        finally:
+            await infra(city, what, up)
 
-    async with httpx.AsyncClient(timeout=15) as http:
-        made = await during(orders_flow(city, http, "kill", 30), fault)
-    await city.settled(made)
+    async with httpx.AsyncClient(timeout=15) as http, asyncio.TaskGroup() as group:
+        flow = group.create_task(orders_flow(city, http, label, 30, pace_s))
+        group.create_task(fault())
+    return flow.result()
+
+
+async def test_broker_killed_and_restarted_while_orders_flow(city: Any) -> None:
+    # SIGKILL: no clean shutdown, nothing flushed; back 5 s later
+    await city.settled(await while_orders_flow(city, "kill", "kafka", "kill", "start", 5.0))
 
 
 async def test_broker_stopped_cleanly_and_restarted_while_orders_flow(city: Any) -> None:
-    async def fault() -> None:
-        await asyncio.sleep(1.0)
-        await infra(city, "kafka", "stop")  # SIGTERM: a controlled shutdown
-        await asyncio.sleep(3.0)
-        await infra(city, "kafka", "start")
-
-    async with httpx.AsyncClient(timeout=15) as http:
-        made = await during(orders_flow(city, http, "term", 30), fault)
-    await city.settled(made)
+    # SIGTERM: a controlled shutdown; back 3 s later
+    await city.settled(await while_orders_flow(city, "term", "kafka", "stop", "start", 3.0))
 
 
 async def test_broker_paused_past_the_clients_timeouts_then_resumed(city: Any) -> None:
     """SIGSTOP for longer than the clients' request (5 s) and session (6 s) timeouts: producers time out and
     retry, consumer groups lose their members and rebalance when it resumes."""
-
-    async def fault() -> None:
-        await asyncio.sleep(1.0)
-        await infra(city, "kafka", "pause")
-        await asyncio.sleep(10.0)
-        await infra(city, "kafka", "resume")
-
-    async with httpx.AsyncClient(timeout=15) as http:
-        made = await during(orders_flow(city, http, "pause", 30, pace_s=0.3), fault)
-    await city.settled(made)
+    await city.settled(await while_orders_flow(city, "pause", "kafka", "pause", "resume", 10.0, pace_s=0.3))
 
 
 async def test_orders_posted_while_the_broker_is_down_are_accepted_and_flow_when_it_is_back(
@@ -142,11 +131,15 @@ async def test_postgres_restarted_under_load(city: Any) -> None:
     async def fault() -> None:
         await asyncio.sleep(1.5)
         await infra(city, "pg", "kill")  # immediate shutdown: connections cut mid-transaction
-        await asyncio.sleep(4.0)
-        await infra(city, "pg", "start")
+        try:
+            await asyncio.sleep(4.0)
+        finally:
+            await infra(city, "pg", "start")
 
-    async with httpx.AsyncClient(timeout=20) as http:
-        await asyncio.gather(load(http), fault())
+    async with httpx.AsyncClient(timeout=20) as http, asyncio.TaskGroup() as group:
+        group.create_task(load(http))
+        group.create_task(fault())
+    await city.assert_offsets_only_past_stored()  # while the consumers catch up
     assert any(status == 503 for status, _ in answers), "the restart was not noticed: the test proves nothing"
     assert {status for status, _ in answers} <= {201, 503}
     await city.settled(made)
