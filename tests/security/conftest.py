@@ -273,7 +273,13 @@ async def seed(p: Platform) -> None:
     """Through the ops APIs: a Berlin depot, two vans with a phone each (and a revoked phone), merchants A and
     B (and a revoked key of A's)."""
     ops = p.ops
-    depot = {"name": "Mitte", "lat": 52.52, "lon": 13.40, "timezone": "Europe/Berlin", "service_radius_km": 15}
+    depot = {
+        "name": "Mitte",
+        "lat": 52.52,
+        "lon": 13.40,
+        "timezone": "Europe/Berlin",
+        "service_radius_km": 15,
+    }
     p.depot = await _created(await p["planner"].post("/v1/depots", json=depot, headers=ops))
     for _ in range(2):
         van = {"depot_id": p.depot["id"], "shift_start": "07:00", "shift_end": "21:00"}
@@ -287,7 +293,9 @@ async def seed(p: Platform) -> None:
     assert reply.status_code == 204, reply.text
     p.revoked_device_key = lost["device_key"]
     for name in ("Acme Books", "Bravo Shoes"):
-        merchant = await _created(await p["order-intake"].post("/v1/merchants", json={"name": name}, headers=ops))
+        merchant = await _created(
+            await p["order-intake"].post("/v1/merchants", json={"name": name}, headers=ops)
+        )
         p.merchants.append(merchant)
     a = p.merchants[0]["id"]
     old = await _created(
