@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from lastmile.common.outbox import pending_count
 from lastmile.common.testing import TEST_OPS_TOKEN, app_client, eventually, ops_headers, random_ref
 from lastmile.notifier.app import create_app as notifier_app
 from lastmile.notifier.settings import NotifierSettings
+from lastmile.notifier.sms import signature
 from lastmile.order_intake.app import create_app as intake_app
 from lastmile.order_intake.settings import IntakeSettings
 from lastmile.planner.app import create_app as planner_app
@@ -106,8 +108,11 @@ class Platform:
         keys = [m["api_key"] for m in self.merchants] + [d["device_key"] for d in self.devices]
         return [*keys, self.revoked_merchant_key, self.revoked_device_key, TEST_OPS_TOKEN, TWILIO_TOKEN]
 
-    async def call(self, service: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.clients[service].request(method, path, **kwargs)
+    @staticmethod
+    def twilio_signature(path: str, query: str, form: bytes) -> dict[str, str]:
+        """The X-Twilio-Signature Twilio would send calling the notifier's `path?query` with this form."""
+        url = f"{NOTIFIER_URL}{path}" + (f"?{query}" if query else "")
+        return {"X-Twilio-Signature": signature(TWILIO_TOKEN, url, parse_qsl(form.decode()))}
 
     async def settle(self, timeout: float = 30) -> None:
         """Until every app has relayed its outbox and consumed every topic (twice: consuming adds to outboxes)."""
