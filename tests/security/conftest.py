@@ -157,14 +157,16 @@ class Platform:
         assert reply.status_code == 201, reply.text
         return Order(reply.json()["id"], body, reply.json()["tracking_url"])
 
-    async def status(self, order: Order, headers: dict[str, str] | None = None) -> str:
+    async def status(self, order: Any, headers: dict[str, str] | None = None) -> str:
         reply = await self["order-intake"].get(f"/v1/orders/{order.id}", headers=headers or self.merchant_a)
         assert reply.status_code == 200, reply.text
         return str(reply.json()["status"])
 
-    async def wait_status(self, orders: list[Order], wanted: str, timeout: float = 60) -> None:
+    async def wait_status(
+        self, orders: list[Any], wanted: str, timeout: float = 60, headers: dict[str, str] | None = None
+    ) -> None:
         async def all_there() -> bool:
-            return all([await self.status(o) == wanted for o in orders])
+            return all([await self.status(o, headers) == wanted for o in orders])
 
         await eventually(all_there, timeout=timeout, interval=0.1)
 
