@@ -46,6 +46,14 @@ async def test_a_token_opens_its_own_order_only(platform: Any) -> None:
         assert order.body["reference"] in page
         assert other.body["reference"] not in page
         assert other.body["reference"] not in str(view)
+    # the token in the URL leaks through no referrer, cache or frame, and the page runs only its own script
+    reply = await tracker.get(f"/track/{first.token}")
+    assert reply.headers["Referrer-Policy"] == "no-referrer"
+    assert reply.headers["Cache-Control"] == "no-store"
+    policy = reply.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
     # a token one character off, cut short, or with more after it opens nothing
     token = first.token
     flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
