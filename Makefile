@@ -11,14 +11,14 @@ SOURCES := $(wildcard $(PACKAGES:%=%/src) $(PACKAGES:%=%/tests) tests bench) con
 PYTEST := $(PY) -m pytest -p no:randomly
 export LASTMILE_SHARED ?= $(abspath ../shared)
 
-.PHONY: run test unit service integration e2e faults deploy-tests lint format venv infra-up infra-down infra-status \
+.PHONY: run test unit service security integration e2e faults deploy-tests lint format venv infra-up infra-down infra-status \
         events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-intake bench-notifier \
         bench-planner bench-tracker
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
 	@echo "make test       every test tier plus lint, against a real Kafka broker and PostgreSQL it starts"
-	@echo "make unit | service | integration | e2e | faults | lint     one tier"
+	@echo "make unit | service | security | integration | e2e | faults | lint     one tier"
 	@echo "make infra-up | infra-down                         Kafka and PostgreSQL for local development"
 	@echo "make check-deploy   manifests, compose file, alert rules, and dashboards against a scraped stack"
 	@echo "make deploy-gen     regenerate the dashboards' JSON and the PrometheusRule after editing their sources"
@@ -63,7 +63,7 @@ run: venv
 
 test: venv system-deps
 	@tools/kafka/kafka.sh fetch
-	LASTMILE_REQUIRE_INFRA=1 tools/with-infra.sh $(MAKE) --no-print-directory lint unit service integration e2e faults deploy-tests
+	LASTMILE_REQUIRE_INFRA=1 tools/with-infra.sh $(MAKE) --no-print-directory lint unit service security integration e2e faults deploy-tests
 
 # ---------------------------------------------------------------------------------------------------------
 # Tiers
@@ -77,6 +77,10 @@ unit: venv
 
 service: venv
 	$(PYTEST) -q --timeout 120 -m "not integration and not e2e" $(SERVICE_DIRS)
+
+# Attacks on the four services in one process (InMemoryBus, SQLite): tests/security, docs/security.md.
+security: venv
+	$(PYTEST) -q --timeout 120 -m security tests/security
 
 integration: venv
 	$(PYTEST) -q --timeout 300 -m integration $(TEST_DIRS)
