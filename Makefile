@@ -11,7 +11,7 @@ SOURCES := $(wildcard $(PACKAGES:%=%/src) $(PACKAGES:%=%/tests) tests bench) con
 PYTEST := $(PY) -m pytest -p no:randomly
 export LASTMILE_SHARED ?= $(abspath ../shared)
 
-.PHONY: run test unit service integration e2e deploy-tests lint format venv infra-up infra-down infra-status \
+.PHONY: run test unit service security integration e2e faults deploy-tests lint format venv infra-up infra-down infra-status \
         events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-intake bench-notifier \
         bench-planner bench-tracker demo
 
@@ -20,7 +20,7 @@ help:
 	@echo "make test       every test tier plus lint, against a real Kafka broker and PostgreSQL it starts"
 	@echo "make demo       a whole simulated day (2,000 orders, 40 vehicles), KPIs and var/report/index.html"
 	@echo "                MODE=distributed: the same day on the four services, Kafka and PostgreSQL"
-	@echo "make unit | service | integration | e2e | lint     one tier"
+	@echo "make unit | service | security | integration | e2e | faults | lint     one tier"
 	@echo "make infra-up | infra-down                         Kafka and PostgreSQL for local development"
 	@echo "make check-deploy   manifests, compose file, alert rules, and dashboards against a scraped stack"
 	@echo "make deploy-gen     regenerate the dashboards' JSON and the PrometheusRule after editing their sources"
@@ -76,7 +76,7 @@ endif
 
 test: venv system-deps
 	@tools/kafka/kafka.sh fetch
-	LASTMILE_REQUIRE_INFRA=1 tools/with-infra.sh $(MAKE) --no-print-directory lint unit service integration e2e deploy-tests
+	LASTMILE_REQUIRE_INFRA=1 tools/with-infra.sh $(MAKE) --no-print-directory lint unit service security integration e2e faults deploy-tests
 
 # ---------------------------------------------------------------------------------------------------------
 # Tiers
@@ -91,11 +91,20 @@ unit: venv
 service: venv
 	$(PYTEST) -q --timeout 120 -m "not integration and not e2e" $(SERVICE_DIRS)
 
+# Attacks on the four services in one process (InMemoryBus, SQLite): tests/security, docs/security.md.
+security: venv
+	$(PYTEST) -q --timeout 120 -m security tests/security
+
 integration: venv
 	$(PYTEST) -q --timeout 300 -m integration $(TEST_DIRS)
 
 e2e: venv
 	$(PYTEST) -v -m e2e --timeout 600 tests --ignore=tests/deploy
+
+# Faults on purpose (tests/faults): brokers and PostgreSQL of the tests' own killed, paused and restarted,
+# consumers and relays SIGKILLed mid-way; each test bounded by its own timeout (pytest.mark.timeout).
+faults: venv
+	$(PYTEST) -v -m faults --timeout 300 --durations=0 tests/faults
 
 # Deployment: kustomize renders and schemas, the Compose specification, promtool, and a real Prometheus scraping a
 # running stack for every dashboard query (tests/deploy). `check-deploy` also sets up what it needs.

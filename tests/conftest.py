@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -57,7 +58,10 @@ class OwnInfra:
             "PG_HOME": str(self.home / "pg"),
             "PG_PORT": str(self.pg_port),
         }
-        subprocess.run([str(ROOT / script), *args], env=env, check=True, capture_output=True, timeout=180)
+        done = subprocess.run([str(ROOT / script), *args], env=env, capture_output=True, timeout=180)
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).decode(errors="replace")[-2000:]
+            raise subprocess.CalledProcessError(done.returncode, f"{script} {' '.join(args)}: {output}")
 
     def kafka(self, action: str) -> None:
         self._run("tools/kafka/kafka.sh", action)
@@ -82,13 +86,16 @@ class OwnInfra:
         return f"postgresql+asyncpg://lastmile@127.0.0.1:{self.pg_port}/{name}"
 
 
-@pytest.fixture
-def own_infra(
-    kafka: Any, postgres: Any, tmp_path_factory: pytest.TempPathFactory, free_port: Any
-) -> Iterator[OwnInfra]:
-    # `kafka` and `postgres` first: they fail (or skip) plainly when the machine lacks the servers' software.
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _own_infra() -> Iterator[OwnInfra]:
     home = Path(tempfile.mkdtemp(prefix="lastmile-infra-", dir="/tmp"))
-    infra = OwnInfra(home, free_port(), free_port())
+    infra = OwnInfra(home, _free_port(), _free_port())
     if os.geteuid() == 0:
         shutil.chown(home, "postgres")
     try:
@@ -100,3 +107,23 @@ def own_infra(
             with contextlib.suppress(subprocess.SubprocessError):
                 stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def own_infra(kafka: Any, postgres: Any) -> Iterator[OwnInfra]:
+    # `kafka` and `postgres` first: they fail (or skip) plainly when the machine lacks the servers' software.
+    with _own_infra() as infra:
+        yield infra
+
+
+@pytest.fixture(scope="module")
+def own_infra_module() -> Iterator[OwnInfra]:
+    """`own_infra` shared by a module's tests (a broker costs 10-20 s to start): tests restart it, never
+    re-create it, and leave it running for the next one."""
+    if shutil.which("java") is None or not list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
+        message = "the fault tests need Java and PostgreSQL; `make system-deps` installs them"
+        if os.environ.get("LASTMILE_REQUIRE_INFRA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with _own_infra() as infra:
+        yield infra

@@ -418,6 +418,9 @@ class KafkaBus:
         replication_factor: int = 1,
         create_topics: bool = True,
         publish_timeout_s: float = 60.0,
+        request_timeout_ms: int = 15000,
+        session_timeout_ms: int = 10000,
+        heartbeat_interval_ms: int = 3000,
     ) -> None:
         self.bootstrap = bootstrap_servers
         self.client_id = client_id
@@ -426,6 +429,9 @@ class KafkaBus:
         self.replication_factor = replication_factor
         self.create_topics = create_topics
         self.publish_timeout_s = publish_timeout_s
+        self.request_timeout_ms = request_timeout_ms
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
         self._producer: Any = None
         self._producer_ready = asyncio.Event()
         self._consumers: dict[int, _KafkaConsumerLoop] = {}
@@ -456,7 +462,7 @@ class KafkaBus:
                 enable_idempotence=True,  # implies acks=all
                 linger_ms=2,
                 max_batch_size=256 * 1024,
-                request_timeout_ms=15000,
+                request_timeout_ms=self.request_timeout_ms,
                 retry_backoff_ms=200,
             )
             try:
@@ -511,11 +517,13 @@ class KafkaBus:
             self._producer_ready.clear()
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        producer = None
         try:
             async with asyncio.timeout(self.publish_timeout_s):
                 await self._producer_ready.wait()
+            producer = self._producer
             futures = [
-                await self._producer.send(
+                await producer.send(
                     self.physical(r.topic), value=r.value, key=r.key, headers=list(r.headers) or None
                 )
                 for r in records
@@ -524,6 +532,23 @@ class KafkaBus:
             await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout_s)
         except TimeoutError as exc:
             raise ConnectionError("kafka publish timed out") from exc
+        except Exception as exc:
+            if producer is not None and producer is self._producer and _producer_broken(producer, exc):
+                await self._replace_producer(producer, exc)
+            raise
+
+    async def _replace_producer(self, broken: Any, exc: BaseException) -> None:
+        """An idempotent producer whose sender stopped on a fatal error never sends again: aiokafka ends its
+        sender task on OutOfOrderSequenceNumber (seen after the broker was restarted under load) and fails every
+        later send. Replace it; what it had not delivered is still in the outbox and goes out again with the
+        new producer (a new producer id; consumers' inboxes drop what the old one had delivered after all)."""
+        log.warning("kafka producer broken (%s); replacing it", _short(exc))
+        self.last_error = f"producer broken: {_short(exc)}"
+        self._producer = None
+        self._producer_ready.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(broken.stop(), 10)
+        self._tasks.append(asyncio.create_task(self._connect_producer(), name="kafka-producer"))
 
     def subscribe(self, subscription: Subscription) -> None:
         loop = _KafkaConsumerLoop(self, subscription)
@@ -546,6 +571,21 @@ class KafkaBus:
         for loop in self._consumers.values():
             if loop.last_error:
                 raise ConnectionError(f"consumer {loop.sub.group}: {loop.last_error}")
+
+
+def _producer_broken(producer: Any, exc: BaseException) -> bool:
+    """True when `producer` will never send again: a fatal idempotence error, or its sender task has ended."""
+    from aiokafka.errors import (
+        InvalidProducerEpoch,
+        OutOfOrderSequenceNumber,
+        ProducerFenced,
+        UnknownProducerId,
+    )
+
+    if isinstance(exc, OutOfOrderSequenceNumber | UnknownProducerId | InvalidProducerEpoch | ProducerFenced):
+        return True
+    task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    return bool(task is not None and task.done())
 
 
 class _KafkaConsumerLoop:
@@ -594,8 +634,9 @@ class _KafkaConsumerLoop:
             group_id=self.bus.prefix + self.sub.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=10000,
-            heartbeat_interval_ms=3000,
+            session_timeout_ms=self.bus.session_timeout_ms,
+            heartbeat_interval_ms=self.bus.heartbeat_interval_ms,
+            request_timeout_ms=max(self.bus.request_timeout_ms, self.bus.session_timeout_ms + 1000),
             max_poll_records=500,
             fetch_max_wait_ms=100,
             # Range assignment gives one member the same partitions of every topic it reads, so topics keyed
@@ -685,5 +726,9 @@ def make_bus(settings: Any) -> Bus:
             partitions=settings.kafka_partitions,
             replication_factor=getattr(settings, "kafka_replication_factor", 1),
             create_topics=settings.kafka_create_topics,
+            publish_timeout_s=settings.kafka_publish_timeout_s,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         )
     return InMemoryBus()

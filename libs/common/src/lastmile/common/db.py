@@ -49,18 +49,48 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Why PostgreSQL refused or dropped a statement, when retrying fixes it (SQLSTATE): a connection exception
+# (class 08), the server shutting down, crashed or starting up (57P01-57P03), too many connections (53300), a
+# serialisation failure or a deadlock (the documented remedy: run the transaction again).
+_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+_TRANSIENT_NAMES = {
+    "ConnectionDoesNotExistError",
+    "CannotConnectNowError",
+    "ConnectionFailureError",
+    "AdminShutdownError",
+    "CrashShutdownError",
+    "TooManyConnectionsError",
+    "DeadlockDetectedError",
+    "SerializationError",
+}
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors that mean 'the database (or network) is away', which retrying fixes."""
     if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated:
+        if exc.connection_invalidated or _transient_driver_error(exc.orig):
             return True
         return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError) and not _is_sqlite_logic(exc)
     if isinstance(exc, sa_exc.TimeoutError | ConnectionError | OSError | asyncio.TimeoutError):
         return True
-    name = type(exc).__name__
-    # A deadlock or a serialisation failure aborted the transaction: retrying it is the documented remedy.
-    transient = {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError"}
-    return name in transient | {"DeadlockDetectedError", "SerializationError"}
+    return _transient_driver_error(exc)
+
+
+def _transient_driver_error(exc: BaseException | None) -> bool:
+    """The driver's error (asyncpg's own, or SQLAlchemy's adaptation of it with the original as its cause):
+    SQLAlchemy wraps asyncpg errors it has no class for, such as 'the database system is starting up', in a
+    bare DBAPIError, so the class alone does not say whether the database is merely away."""
+    for candidate in (exc, getattr(exc, "__cause__", None)):
+        if candidate is None:
+            continue
+        if type(candidate).__name__ in _TRANSIENT_NAMES:
+            return True
+        if isinstance(candidate, ConnectionError | OSError | asyncio.TimeoutError):
+            return True
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES):
+            return True
+    return False
 
 
 def _is_sqlite_logic(exc: sa_exc.DBAPIError) -> bool:

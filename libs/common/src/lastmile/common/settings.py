@@ -32,6 +32,11 @@ class CommonSettings(BaseSettings):
     kafka_partitions: int = 6
     kafka_replication_factor: int = 1
     kafka_create_topics: bool = True
+    # Client timeouts: how soon a dead or paused broker is noticed (the fault tests shorten them).
+    kafka_request_timeout_ms: int = Field(default=15000, ge=1000)
+    kafka_session_timeout_ms: int = Field(default=10000, ge=6000)  # the broker's group.min.session.timeout.ms
+    kafka_heartbeat_interval_ms: int = Field(default=3000, ge=100)
+    kafka_publish_timeout_s: float = Field(default=60.0, gt=0)
     consumer_max_attempts: int = Field(default=5, ge=1)
     # Records of one partition handled in one transaction (1: one transaction per record).
     consumer_batch: int = Field(default=1, ge=1)

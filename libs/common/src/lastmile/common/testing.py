@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,3 +107,37 @@ async def chromium_page(profile: Path, viewport: dict[str, int] | None = None) -
             yield await context.new_page()
         finally:
             await context.close()
+
+
+def secret_forms(secret: str) -> list[str]:
+    """The ways a secret can show up in text: as given, a phone number without its `+` or in digits only, an
+    email address in lower case, a key without its `lm_…_` prefix (what the log redaction would leave)."""
+    import re
+
+    forms = {secret}
+    if re.fullmatch(r"\+?[\d\s().\-]{7,}", secret):
+        digits = re.sub(r"\D", "", secret)
+        forms |= {secret.lstrip("+"), digits}
+    if "@" in secret:
+        forms.add(secret.lower())
+    body = re.sub(r"^lm_[a-z]+_", "", secret)
+    if len(body) >= 16:
+        forms.add(body)
+    return sorted(f for f in forms if len(f) >= 7)
+
+
+def find_leaks(secrets: Iterable[str], **sources: Iterable[str]) -> list[str]:
+    """Where any of `secrets` (phone numbers, email addresses, API and device keys, tokens) appears in the texts
+    of `sources` (e.g. `logs=[...lines...], metrics=[...exposition texts...]`): one line per finding, empty when
+    none. Reusable for any run: a test gathers log lines and /metrics texts and asserts `find_leaks(...) == []`.
+    """
+    needles = {form: secret for secret in secrets if secret for form in secret_forms(secret)}
+    found = []
+    for source, texts in sources.items():
+        for n, text in enumerate(texts):
+            for form, secret in needles.items():
+                if form in text:
+                    at = text.index(form)
+                    excerpt = text[max(0, at - 60) : at + len(form) + 20].replace("\n", " ")
+                    found.append(f"{source}[{n}] contains {secret!r}: …{excerpt}…")
+    return found

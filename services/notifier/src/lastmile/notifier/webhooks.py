@@ -66,10 +66,22 @@ def check_url(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits, reached through a translator (NAT64, SIIT):
+# the IPv4 address is the one that counts. Python calls these prefixes global whatever they embed.
+_EMBEDS_IPV4 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::ffff:0:0:0/96"))
+# Local-use NAT64 (RFC 8215) and the deprecated IPv4-compatible addresses: never a public destination.
+_NEVER_PUBLIC = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("::/96"))
+
+
 def is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in _NEVER_PUBLIC):
+            return False
+        if ip.ipv4_mapped is not None or ip.sixtofour is not None:
+            ip = ip.ipv4_mapped or ip.sixtofour  # type: ignore[assignment]
+        elif any(ip in net for net in _EMBEDS_IPV4):
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.is_global and not ip.is_multicast
 
 
