@@ -101,7 +101,7 @@ async def chromium_page(profile: Path, viewport: dict[str, int] | None = None) -
             executable_path=executable,
             headless=True,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900, **(viewport or {})},  # type: ignore[arg-type,typeddict-item]
+            viewport={"width": 1280, "height": 900, **(viewport or {})},  # type: ignore[arg-type]
         )
         try:
             yield await context.new_page()
