@@ -29,13 +29,23 @@ class Launched:
 
 
 def clock_env(clock: Clock) -> dict[str, str]:
+    """The day's clock for every process, and the settings that must stretch with it."""
     assert clock.epoch is not None, "a simulated day's clock is pinned"
     assert clock.anchor is not None, "a simulated day's clock is pinned"
     return {
         "LASTMILE_CLOCK_SPEED": repr(clock.speed),
         "LASTMILE_CLOCK_EPOCH": clock.epoch.isoformat(),
         "LASTMILE_CLOCK_ANCHOR": repr(clock.anchor),
+        "LASTMILE_POSITION_MAX_AGE_S": str(position_max_age_s(clock.speed)),
     }
+
+
+def position_max_age_s(speed: float) -> int:
+    """How old a vehicle's reported position may be for the planner to start from it: 10 minutes, or the
+    simulated time 10 real seconds take (a ping's way from the phone to the planner), whichever is longer.
+    At 300 times real time the pipeline's 2 s are 10 simulated minutes; without this the planner re-plans
+    from stale places and breaks its promises (docs/benchmarks.md, the simulated day)."""
+    return max(600, round(10 * speed))
 
 
 def _spawn(var: Path, ports: dict[str, int], clock: Clock) -> subprocess.Popen[bytes]:

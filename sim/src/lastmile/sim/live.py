@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from lastmile.sim.city import BERLIN
 from lastmile.sim.client import Platform
 from lastmile.sim.embedded import PORTS, running, write_example_order
+from lastmile.sim.launch import position_max_age_s
 from lastmile.sim.observe import Observations
 from lastmile.sim.report import kpis, table
 from lastmile.sim.runner import Day, SimConfig, Tenant, set_up, start_clock
@@ -49,7 +50,13 @@ async def run_city(var: Path, ports: dict[str, int], osmand_port: int, live: Liv
         start="08:00",
     )
     clock = start_clock(config)
-    async with running(var, clock=clock, ports=ports, osmand_port=osmand_port) as platform:
+    async with running(
+        var,
+        clock=clock,
+        ports=ports,
+        osmand_port=osmand_port,
+        position_max_age_s=position_max_age_s(live.speed),
+    ) as platform:
         urls = {name: platform.url(name) for name in platform.ports}
         client = Platform(
             urls, platform.ops_token, osmand_url=platform.osmand_url, twilio_token=platform.twilio_token
