@@ -4,6 +4,10 @@ delivered that was not scheduled first."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import socket
+import tempfile
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,21 +31,31 @@ ONCE = {
 }  # kinds a customer hears once per order
 
 
-@pytest.fixture(scope="module")
-async def day(
-    tmp_path_factory: pytest.TempPathFactory, free_port: Any
-) -> tuple[Observations, dict[str, Any]]:
-    var = tmp_path_factory.mktemp("day")
+@functools.cache
+def _the_day() -> tuple[Observations, dict[str, Any]]:
+    """One day shared by the module's tests, played once (its own event loop: the platform is a child process)."""
+    var = Path(tempfile.mkdtemp(prefix="lastmile-day-"))
     tomorrow = (datetime.now(ZoneInfo("Europe/Berlin")) + timedelta(days=1)).date()
     config = SimConfig(day=tomorrow, seed=11, orders=300, vehicles=14, speed=400)
-    ports = {name: free_port() for name in PORTS}
-    return await run_day(config, Path(var), ports, status=False)
+    ports = {name: _free_port() for name in PORTS}
+    return asyncio.run(run_day(config, var, ports, status=False))
 
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.asyncio(loop_scope="module")]
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-async def test_every_order_ends_delivered_failed_cancelled_or_unassigned_with_a_reason(
+@pytest.fixture
+def day() -> tuple[Observations, dict[str, Any]]:
+    return _the_day()
+
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_every_order_ends_delivered_failed_cancelled_or_unassigned_with_a_reason(
     day: tuple[Observations, dict[str, Any]],
 ) -> None:
     observations, figures = day
@@ -54,7 +68,7 @@ async def test_every_order_ends_delivered_failed_cancelled_or_unassigned_with_a_
     assert not unexplained
 
 
-async def test_no_customer_gets_the_same_message_twice(day: tuple[Observations, dict[str, Any]]) -> None:
+def test_no_customer_gets_the_same_message_twice(day: tuple[Observations, dict[str, Any]]) -> None:
     observations, _ = day
     assert len(observations.messages) > 300
     same_text = Counter((m["channel"], m["to"], m["body"]) for m in observations.messages)
@@ -65,7 +79,7 @@ async def test_no_customer_gets_the_same_message_twice(day: tuple[Observations, 
     assert [k for k, n in once.items() if n > 1] == []
 
 
-async def test_no_message_after_an_opt_out(day: tuple[Observations, dict[str, Any]]) -> None:
+def test_no_message_after_an_opt_out(day: tuple[Observations, dict[str, Any]]) -> None:
     observations, _ = day
     assert observations.opted_out, "the day has customers who opt out"
     # A message that was already leaving when the customer opted out may land up to a moment later.
@@ -77,7 +91,7 @@ async def test_no_message_after_an_opt_out(day: tuple[Observations, dict[str, An
     assert after == []
 
 
-async def test_every_delivered_order_was_scheduled_before(day: tuple[Observations, dict[str, Any]]) -> None:
+def test_every_delivered_order_was_scheduled_before(day: tuple[Observations, dict[str, Any]]) -> None:
     observations, _ = day
     delivered = [o for o in observations.orders.values() if o.final_status == "delivered"]
     assert delivered

@@ -123,6 +123,18 @@ class Platform:
         items: list[dict[str, Any]] = reply.json()["items"]
         return items
 
+    async def statuses(self, key: str) -> dict[str, str]:
+        """Every order of the merchant and its status, page by page (order id → status)."""
+        found: dict[str, str] = {}
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 200} | ({"cursor": cursor} if cursor else {})
+            page = await self._json("GET", "order-intake", "/v1/orders", self.merchant(key), params=params)
+            found |= {item["id"]: item["status"] for item in page["items"]}
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return found
+
     async def order(self, key: str, order_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._json(
             "GET", "order-intake", f"/v1/orders/{order_id}", self.merchant(key)
@@ -176,6 +188,11 @@ class Platform:
         url = self.urls["tracker"] + f"/v1/stops/{order_id}/complete"
         reply = await self._call("POST", url, headers=self.device(device), json=body)
         return reply.status_code
+
+    async def finish_route(self, device: Device, route_id: str) -> int:
+        """The driver ends the day: stops without a result become failed (not attempted)."""
+        url = self.urls["tracker"] + f"/v1/routes/{route_id}/finish"
+        return (await self._call("POST", url, headers=self.device(device))).status_code
 
     async def driver_route(self, device: Device, day: str) -> dict[str, Any] | None:
         """The vehicle's route that day as its driver's app sees it; None when it has none."""

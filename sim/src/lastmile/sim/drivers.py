@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +30,9 @@ class DriverConfig:
     idle_ping_s: float = 300.0
     route_sync_s: float = 300.0
     idle_check_s: float = 120.0  # how often a driver without stops looks at the phone
+    overtime: timedelta = timedelta(
+        hours=1
+    )  # past the shift's end, the driver finishes the route and goes home
     gps_noise_m: float = 6.0
     eta_poll_s: float = 300.0
     speed_kmh: float = 26.0
@@ -55,10 +60,14 @@ class Driver:
         self.traffic, self.config, self.obs, self.seen, self.rng = traffic, config, observations, seen, rng
         self.position = depot
         self._leg: tuple[tuple[float, float], tuple[float, float], datetime, float] | None = None
-        self.done: set[str] = set()
+        # order id → (route version it was served on, when the platform took the result): the same stop still to
+        # do in a later version synced after that is a new attempt the planner asked for (a failed delivery)
+        self.done: dict[str, tuple[int, float]] = {}
+        self.synced_at = 0.0  # time.monotonic() of the route's last sync
         self.upcoming: list[dict[str, Any]] = []
         self.t = clock.now()  # the driver's own timeline
         self.route: dict[str, Any] | None = None  # as the phone last synced it
+        self.finished = False
         self._results: asyncio.Queue[tuple[dict[str, Any], dict[str, Any], datetime]] = asyncio.Queue()
 
     # ---- the day
@@ -83,16 +92,21 @@ class Driver:
         """The driver keeps a timeline of their own (`self.t`) and follows the route the phone last synced: the
         platform's response times do not make the simulated driver late, as the phone syncs in the background
         and reports results from a queue, stamped with the time they happened."""
-        while self.t < until:
+        while True:
             stops = self._remaining(self.route)
             self.upcoming = stops
+            if stops and (self.t >= until or self.t > self.shift[1] + self.config.overtime):
+                await self._finish()  # the driver goes home; what is left is failed, not attempted
+                stops = []
+            if self.t >= until:
+                return
             if not stops:
                 if self.position != self.depot:
                     self._note("to depot", None)
                     await self._drive(self.depot)
                     continue
-                if self.t > self.shift[1]:
-                    return
+                # Off shift, the phone stays on until the day's end: a re-plan may still ask for a stop (served
+                # within the overtime, else the route is finished and the stop failed as not attempted).
                 self.t = max(self.t, self.clock.now()) + timedelta(seconds=self.config.idle_check_s)
                 await self._sleep_until(self.t)
                 continue
@@ -116,6 +130,15 @@ class Driver:
             await self._serve(stop)
             self._note("served", stop["order_id"])
 
+    async def _finish(self) -> None:
+        await self._results.join()  # the results the phone still holds go first
+        route_id = (self.route or {}).get("route_id")
+        if route_id:
+            status = await self.platform.finish_route(self.device, route_id)
+            self._note("finished route", None, status=status, left=len(self._remaining(self.route)))
+        self.route = None
+        self.finished = True
+
     def _note(self, what: str, order_id: str | None, **detail: Any) -> None:
         """The driver's log (var/report/drivers.jsonl): to see why a stop was late."""
         self.seen.log.append({"t": self.t.isoformat(), "what": what, "order_id": order_id, **detail})
@@ -124,8 +147,15 @@ class Driver:
         """The phone fetches the vehicle's route every `route_sync_s` (a real app would be pushed a change)."""
         day = self.shift[0].date().isoformat()
         while self.clock.now() < until:
-            with contextlib.suppress(Exception):
-                self.route = await self.platform.driver_route(self.device, day)
+            try:
+                if not self.finished:
+                    began = time.monotonic()
+                    route = await self.platform.driver_route(self.device, day)
+                    if route is None and self.route is not None:
+                        self._note("route gone", None)
+                    self.route, self.synced_at = route, began
+            except Exception as error:  # the phone keeps the route it has and tries again later
+                self._note("sync failed", None, error=str(error)[:200])
             await self.clock.sleep(self.config.route_sync_s)
 
     async def _report_results(self) -> None:
@@ -135,6 +165,8 @@ class Driver:
             try:
                 status = await self.platform.complete(self.device, stop["order_id"], body)
                 seen = self.obs.by_order_id.get(stop["order_id"])
+                if status < 300:
+                    self.done[stop["order_id"]] = (self.done[stop["order_id"]][0], time.monotonic())
                 if status < 300 and seen is not None:
                     seen.arrived_at = seen.arrived_at or arrived
                     seen.outcome = body["outcome"]
@@ -165,8 +197,14 @@ class Driver:
         return [
             s
             for s in stops
-            if s["order_id"] not in self.done and s.get("status") not in ("delivered", "failed")
+            if s.get("status") not in ("delivered", "failed") and self._to_do(s["order_id"], route)
         ]
+
+    def _to_do(self, order_id: str, route: dict[str, Any] | None) -> bool:
+        if order_id not in self.done:
+            return True
+        version, reported = self.done[order_id]
+        return (route or {}).get("version", 0) > version and self.synced_at > reported
 
     async def _serve(self, stop: dict[str, Any]) -> None:
         seen = self.obs.by_order_id.get(stop["order_id"])
@@ -186,7 +224,7 @@ class Driver:
             body.update(outcome="delivered", recipient_name=name)
         else:
             body.update(outcome="failed", reason="not_at_home")
-        self.done.add(stop["order_id"])
+        self.done[stop["order_id"]] = ((self.route or {}).get("version", 0), math.inf)
         self._results.put_nowait((stop, body, arrived))
 
     # ---- moving

@@ -27,6 +27,8 @@ from lastmile.sim.traffic import Traffic
 
 log = logging.getLogger(__name__)
 
+END_STATES = frozenset({"delivered", "failed", "cancelled", "unassigned"})
+
 
 @dataclass(frozen=True)
 class SimConfig:
@@ -119,6 +121,8 @@ class Day:
                         self.obs.counts() | {"clock": self.clock.now().timestamp(), "tracking_url": tracking}
                     )
                 await asyncio.sleep(1.0)
+            # the drivers close their routes at the day's end: give them the moment it takes
+            await asyncio.wait(tasks[: len(drivers)], timeout=30)
         finally:
             for task in tasks:
                 task.cancel()
@@ -257,25 +261,36 @@ class Day:
 
     # ---- the end of the day
     async def _final_word(self) -> None:
+        """The merchant API's word on every order, once it has settled (the last events take a moment to reach
+        order intake), and each order's history."""
+        known = [s for s in self.obs.orders.values() if s.order_id]
+        keys = sorted({s.merchant_key for s in known})
+        statuses: dict[str, str] = {}
+        unchanged = 0
+        for _ in range(30):  # until every order is in an end state, or nothing moved for 5 s
+            latest: dict[str, str] = {}
+            for key in keys:
+                with contextlib.suppress(Exception):
+                    latest |= await self.platform.statuses(key)
+            unchanged = unchanged + 1 if latest == statuses else 0
+            statuses = latest
+            if all(v in END_STATES for v in latest.values()) or unchanged >= 5:
+                break
+            await asyncio.sleep(1.0)
         semaphore = asyncio.Semaphore(16)
 
         async def fetch(seen: OrderSeen) -> None:
-            if not seen.order_id:
-                return
             async with semaphore:
                 with contextlib.suppress(Exception):
-                    order = await self.platform.order(seen.merchant_key, seen.order_id)
-                    history = await self.platform.history(seen.merchant_key, seen.order_id)
-                    seen.final_status = order["status"]
+                    history = await self.platform.history(seen.merchant_key, seen.order_id or "")
                     seen.history = [h["status"] for h in history]
                     reasons = [
                         h.get("detail", {}).get("reason") for h in history if h["status"] == "unassigned"
                     ]
-                    seen.unassigned_reason = order.get("unassigned_reason") or next(
-                        (r for r in reasons if r), None
-                    )
+                    seen.unassigned_reason = next((r for r in reversed(reasons) if r), None)
+            seen.final_status = statuses.get(seen.order_id or "")
 
-        await asyncio.gather(*(fetch(s) for s in self.obs.orders.values()))
+        await asyncio.gather(*(fetch(s) for s in known))
 
     async def _until(self, when: datetime) -> None:
         wait = (when - self.clock.now()).total_seconds()
