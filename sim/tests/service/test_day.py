@@ -23,12 +23,9 @@ from lastmile.sim.observe import Observations
 from lastmile.sim.runner import SimConfig
 
 END_STATES = {"delivered", "failed", "cancelled", "unassigned"}
-ONCE = {
-    "scheduled",
-    "out_for_delivery",
-    "arriving_soon",
-    "delivered",
-}  # kinds a customer hears once per order
+# Kinds a customer hears once per order. ("scheduled" comes again with a new promise: a failed delivery tried
+# again, an address change. The same text twice is what must never happen; that is checked for every kind.)
+ONCE = {"out_for_delivery", "arriving_soon", "delivered"}
 
 
 @functools.cache
