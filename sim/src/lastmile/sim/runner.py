@@ -267,14 +267,14 @@ class Day:
         keys = sorted({s.merchant_key for s in known})
         statuses: dict[str, str] = {}
         unchanged = 0
-        for _ in range(30):  # until every order is in an end state, or nothing moved for 5 s
+        for _ in range(60):  # until every order is in an end state, or nothing moved for 10 s (a re-plan's time)
             latest: dict[str, str] = {}
             for key in keys:
                 with contextlib.suppress(Exception):
                     latest |= await self.platform.statuses(key)
             unchanged = unchanged + 1 if latest == statuses else 0
             statuses = latest
-            if all(v in END_STATES for v in latest.values()) or unchanged >= 5:
+            if all(v in END_STATES for v in latest.values()) or unchanged >= 10:
                 break
             await asyncio.sleep(1.0)
         semaphore = asyncio.Semaphore(16)
