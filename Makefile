@@ -13,11 +13,13 @@ export LASTMILE_SHARED ?= $(abspath ../shared)
 
 .PHONY: run test unit service security integration e2e faults deploy-tests lint format venv infra-up infra-down infra-status \
         events-doc k8s up down lock clean help check-deploy deploy-gen system-deps bench-intake bench-notifier \
-        bench-planner bench-tracker
+        bench-planner bench-tracker demo
 
 help:
 	@echo "make run        the embedded platform (one process, in-memory bus, SQLite under var/)"
 	@echo "make test       every test tier plus lint, against a real Kafka broker and PostgreSQL it starts"
+	@echo "make demo       a whole simulated day (2,000 orders, 40 vehicles), KPIs and var/report/index.html"
+	@echo "                MODE=distributed: the same day on the four services, Kafka and PostgreSQL"
 	@echo "make unit | service | security | integration | e2e | faults | lint     one tier"
 	@echo "make infra-up | infra-down                         Kafka and PostgreSQL for local development"
 	@echo "make check-deploy   manifests, compose file, alert rules, and dashboards against a scraped stack"
@@ -60,6 +62,17 @@ system-deps:
 
 run: venv
 	$(PY) -m lastmile.sim
+
+# A whole compressed day of the simulated city to the end: KPI table, var/report/{index.html,kpis.json,orders.csv}.
+MODE ?= embedded
+demo: venv
+ifeq ($(MODE),distributed)
+	@$(MAKE) --no-print-directory system-deps
+	@tools/kafka/kafka.sh fetch
+	tools/with-infra.sh $(PY) -m lastmile.sim.demo --mode distributed $(DEMO_ARGS)
+else
+	$(PY) -m lastmile.sim.demo --mode embedded $(DEMO_ARGS)
+endif
 
 test: venv system-deps
 	@tools/kafka/kafka.sh fetch

@@ -124,7 +124,7 @@ def shared_data() -> Path:
     return SHARED
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
     def pick() -> int:
         with socket.socket() as s:

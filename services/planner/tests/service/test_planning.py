@@ -368,3 +368,40 @@ async def test_new_orders_are_inserted_without_a_full_re_plan_even_beside_an_ord
         assert latest["stops_moved"] == 0
         assert latest["kpis"]["unassigned_by_reason"] == {"too_large": 1}
         assert len(p.events("deliveries.v1", "lastmile.delivery.unassigned")) == 1  # said once, not again
+
+
+async def test_parcels_on_board_stay_on_the_route_when_the_vehicle_drops_out_of_a_re_plan(
+    planner_factory: Any, make_order: Any
+) -> None:
+    """Past the end of its shift a vehicle is no longer in the solve; the parcels it still carries must stay
+    on its route (the driver's app shows them), not vanish while they are out for delivery."""
+    async with planner_factory() as p:
+        vehicle = p.vehicles[0]["id"]
+        orders = [make_order(p.depot["id"], lat=52.52 + i * 0.01) for i in range(2)]
+        for o in orders:
+            await p.publish(o)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
+        await p.idle()
+        route = (await p.routes())[vehicle]
+        first, second = route["stops"][0], route["stops"][1]
+        for s in route["stops"]:
+            await p.publish(
+                ev.OutForDelivery(
+                    order_id=s["order_id"], vehicle_id=vehicle, route_id=route["route_id"], at=NOW
+                )
+            )
+        await p.publish(ev.Delivered(order_id=first["order_id"], vehicle_id=vehicle, at=NOW))
+        await p.idle()
+        p.app.state.deps.clock = type(p.app.state.deps.clock)(epoch=NOW + timedelta(hours=14))  # shift over
+        late = make_order(p.depot["id"], lat=52.55)
+        await p.publish(late)
+        await eventually(lambda: _unassigned(p, late.order_id))
+        await p.idle()
+        kept = (await p.routes())[vehicle]
+        assert [s["order_id"] for s in kept["stops"]] == [first["order_id"], second["order_id"]]
+
+
+async def _unassigned(p: Any, order_id: str) -> bool:
+    return any(
+        e.data["order_id"] == order_id for e in p.events("deliveries.v1", "lastmile.delivery.unassigned")
+    )

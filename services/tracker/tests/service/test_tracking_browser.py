@@ -3,7 +3,6 @@ vehicle, it follows a new ping without a reload, and a wrong token gets the plai
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,39 +10,15 @@ from typing import Any
 
 import pytest
 
-from lastmile.common.testing import eventually
+from lastmile.common.testing import chromium_page, eventually
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DEST = (48.14, 11.58)
 
 
 @pytest.fixture
 async def browser_page(tmp_path: Path) -> AsyncIterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is not installed: `make system-deps` installs Debian's chromium package")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),  # a fresh profile every time
-            executable_path=CHROMIUM,
-            headless=True,
-            args=ARGS,
-            viewport={"width": 390, "height": 844},  # a phone
-        )
-        try:
-            yield await context.new_page()
-        finally:
-            await context.close()
+    async with chromium_page(tmp_path / "chromium-profile", {"width": 390, "height": 844}) as page:  # a phone
+        yield page
 
 
 async def ping(tracker: Any, lat: float, seconds_ago: float = 0) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ class Stack:
     host: str = "127.0.0.1"
     osmand_port: int = 0  # the tracker's OsmAnd listener; 0: a free port of the system's choosing
     extra_env: dict[str, str] = field(default_factory=dict)
+    twilio_token: str = field(default_factory=lambda: secrets.token_hex(16))  # signs inbound SMS (STOP)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _log_files: dict[str, IO[bytes]] = field(default_factory=dict)
 
@@ -62,6 +64,7 @@ class Stack:
                 "LASTMILE_TRACKING_BASE_URL": tracker + "/track/",
                 "LASTMILE_FILE_OUTBOX_DIR": str(self.logs / "outbox"),
                 "LASTMILE_LOG_FORMAT": "json",
+                "LASTMILE_TWILIO_AUTH_TOKEN": self.twilio_token,
                 **self.extra_env,
             }
         )

@@ -14,7 +14,7 @@ import secrets
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -52,6 +52,8 @@ class Platform:
     ports: dict[str, int] = field(default_factory=lambda: dict(PORTS))
     servers: dict[str, uvicorn.Server] = field(default_factory=dict)
     osmand_port: int = 0
+    # Inbound SMS (STOP) are signed with the provider's token; here the simulated customers play the provider.
+    twilio_token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def url(self, service: str) -> str:
         return f"http://{self.host}:{self.ports[service]}"
@@ -72,7 +74,13 @@ def load_ops_token(var: Path) -> str:
 
 
 def service_settings(
-    var: Path, host: str, ops_token: str, ports: dict[str, int], osmand_port: int = 0, **common: Any
+    var: Path,
+    host: str,
+    ops_token: str,
+    ports: dict[str, int],
+    osmand_port: int = 0,
+    twilio_token: str = "",
+    **common: Any,
 ) -> dict[str, CommonSettings]:
     shared: dict[str, Any] = {
         "host": host,
@@ -98,6 +106,7 @@ def service_settings(
             database_url=f"{db}/notifier.db",
             port=ports["notifier"],
             file_outbox_dir=str(var / "outbox"),
+            twilio_auth_token=twilio_token,
             **shared,
         ),
     }
@@ -111,6 +120,7 @@ async def running(
     clock: Clock | None = None,
     ports: dict[str, int] | None = None,
     osmand_port: int = 0,
+    twilio_token: str | None = None,
     **common: Any,
 ) -> AsyncIterator[Platform]:
     """Start the four apps on their ports (and the tracker's OsmAnd listener: 0 picks a free port); stop them
@@ -121,7 +131,11 @@ async def running(
     platform = Platform(
         var=var, host=host, ops_token=load_ops_token(var), bus=bus, ports=dict(ports or PORTS)
     )
-    settings = service_settings(var, host, platform.ops_token, platform.ports, osmand_port, **common)
+    if twilio_token:
+        platform.twilio_token = twilio_token
+    settings = service_settings(
+        var, host, platform.ops_token, platform.ports, osmand_port, platform.twilio_token, **common
+    )
     factories = {
         "order-intake": intake_app,
         "planner": planner_app,
@@ -258,24 +272,21 @@ async def serve_forever(
         loop.add_signal_handler(sig, stop.set)
     async with running(var, ports=ports, osmand_port=osmand_port) as platform:
         credentials = await seed_demo(platform)
-        write_example_order(platform.var / "example-order.json", credentials)
+        write_example_order(platform.var / "example-order.json", credentials["depot"])
         print(banner(platform, credentials), flush=True)
         await stop.wait()
         print("\nStopping…", flush=True)
 
 
-def write_example_order(path: Path, credentials: dict[str, Any]) -> None:
-    """An order for tomorrow, 10:00–18:00 at the depot, a few streets from it."""
-    tz = ZoneInfo(credentials["depot"]["timezone"])
-    day = datetime.now(tz).date() + timedelta(days=1)
+def write_example_order(path: Path, depot: dict[str, Any], today: date | None = None) -> None:
+    """An order for the day after `today`, 10:00–18:00, a few streets from the depot."""
+    tz = ZoneInfo(depot["timezone"])
+    day = (today or datetime.now(tz).date()) + timedelta(days=1)
     start, end = (datetime.combine(day, time(h), tz).isoformat() for h in (10, 18))
     order = {
         "reference": "DEMO-" + secrets.token_hex(3).upper(),
         "recipient": {"name": "Ada Lovelace", "phone": "+447700900123", "email": "ada@example.com"},
-        "destination": {
-            "lat": credentials["depot"]["lat"] + 0.0008,
-            "lon": credentials["depot"]["lon"] + 0.0095,
-        },
+        "destination": {"lat": depot["lat"] + 0.0008, "lon": depot["lon"] + 0.0095},
         "time_windows": [{"start": start, "end": end}],
         "parcels": [{"count": 1, "weight_kg": 2.5}],
     }
@@ -302,3 +313,43 @@ def banner(platform: Platform, credentials: dict[str, Any]) -> str:
         "Ctrl-C stops.",
     ]
     return "\n".join(lines)
+
+
+async def serve_for_simulator(var: Path, ports: dict[str, int], clock: Clock) -> None:
+    """The platform alone, for a simulator in another process (`make demo`): no demo tenant; once it serves,
+    `var/platform.json` says where and with which secrets (the file is the simulator's signal to begin)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(var, clock=clock, ports=ports) as platform:
+        announce = {
+            "ops_token": platform.ops_token,
+            "twilio_token": platform.twilio_token,
+            "urls": {name: platform.url(name) for name in platform.ports},
+            "osmand_url": platform.osmand_url,
+        }
+        tmp = var / "platform.tmp"
+        tmp.write_text(json.dumps(announce))
+        tmp.chmod(0o600)
+        tmp.rename(var / "platform.json")
+        await stop.wait()
+
+
+def main() -> None:
+    """`python -m lastmile.sim.embedded VAR PORT×4` (the services' ports in the order of PORTS): see
+    `serve_for_simulator`; the clock from LASTMILE_CLOCK_*."""
+    import sys
+
+    from lastmile.common.logging import configure_logging
+    from lastmile.common.serve import run_loop
+
+    configure_logging("lastmile", "WARNING", "text")
+    var = Path(sys.argv[1])
+    ports = dict(zip(PORTS, map(int, sys.argv[2:]), strict=True))
+    clock = CommonSettings(ops_token=load_ops_token(var)).clock()  # LASTMILE_CLOCK_*
+    run_loop(serve_for_simulator(var, ports, clock))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -70,6 +71,42 @@ async def create_common_tables(db: Any) -> None:
     async with db.engine.begin() as conn:
         for table in (outbox_table, inbox_table):
             await conn.run_sync(table.create, checkfirst=True)
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@contextlib.asynccontextmanager
+async def chromium_page(profile: Path, viewport: dict[str, int] | None = None) -> AsyncIterator[Any]:
+    """A page in Debian's headless Chromium driven by Playwright (which never downloads a browser here), with a
+    fresh profile in `profile`."""
+    import shutil
+
+    from playwright.async_api import async_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        raise RuntimeError("Chromium is not installed: `make system-deps` installs Debian's chromium package")
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900, **(viewport or {})},  # type: ignore[arg-type]
+        )
+        try:
+            yield await context.new_page()
+        finally:
+            await context.close()
 
 
 def secret_forms(secret: str) -> list[str]:

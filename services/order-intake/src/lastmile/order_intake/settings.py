@@ -10,6 +10,8 @@ class IntakeSettings(CommonSettings):
     port: int = 8001
     database_url: str = "sqlite+aiosqlite:///var/order-intake.db"
     tracking_base_url: str = "http://127.0.0.1:8003/track/"
+    # Delivery events (several per order, and ETA changes) handled a hundred to a transaction, not one each.
+    consumer_batch: int = Field(default=100, ge=1)
     max_body_bytes: int = 64 * 1024  # one order, or a change; the batch route has its own limit
     batch_max_body_bytes: int = 8 * 1024 * 1024  # 1,000 orders of up to ~8 KiB each
     # A revoked key still works on the other replicas for at most this long (at once on the one that revoked).

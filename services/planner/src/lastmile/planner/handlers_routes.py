@@ -94,6 +94,11 @@ def _done(jobs: dict[str, JobRow], order_id: str) -> bool:
     return job is not None and job.status in DONE
 
 
+def _on_board(jobs: dict[str, JobRow], order_id: str, vehicle_id: str) -> bool:
+    job = jobs.get(order_id)
+    return job is not None and job.status == "out" and job.vehicle_id == vehicle_id
+
+
 def _key(stops: list[dict[str, Any]], jobs: dict[str, JobRow]) -> list[tuple[Any, ...]]:
     return [_stop_key(s) for s in stops if not _done(jobs, s["order_id"])]
 
@@ -155,18 +160,22 @@ def schedule(
 def cancel_emptied(
     session: AsyncSession, routes: dict[str, RouteRow], kept: set[str], jobs: dict[str, JobRow], now: datetime
 ) -> None:
-    """Routes left with no open stop: cancelled if not started; if started, revised to the stops done."""
+    """Routes left with no open stop: cancelled if not started; if started, revised to the stops done and the
+    parcels still on board (a vehicle out of the solve, its shift over, still has them: dropping them from its
+    route would leave them out for delivery with no driver told to deliver them)."""
     for vehicle_id, route in routes.items():
         stops = route.snapshot.get("stops", [])
         if (
             vehicle_id in kept
             or route.status == "cancelled"
-            or all(_done(jobs, s["order_id"]) for s in stops)
+            or all(_done(jobs, s["order_id"]) or _on_board(jobs, s["order_id"], vehicle_id) for s in stops)
         ):
             continue
         route.version, route.updated_at = route.version + 1, now
         if route.status == "started":
-            done = [s for s in stops if _done(jobs, s["order_id"])]
+            done = [
+                s for s in stops if _done(jobs, s["order_id"]) or _on_board(jobs, s["order_id"], vehicle_id)
+            ]
             revised = ev.RouteRevised.model_validate(
                 {**route.snapshot, "version": route.version, "stops": done, "reason": "no stops left"}
             )

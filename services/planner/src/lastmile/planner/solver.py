@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -189,7 +190,9 @@ class SolverPool:
     async def solve(self, inp: SolverInput, options: SolveOptions) -> Solved:
         if self._pool is None:
             # spawn, not fork: forking a process that runs an event loop and database connections is unsafe
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_leave_interrupts
+            )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, solve, inp, options)
 
@@ -207,3 +210,9 @@ class InlineSolver:
 
     def close(self) -> None:
         pass
+
+
+def _leave_interrupts() -> None:
+    """Ctrl-C reaches the whole process group: the service stops its workers itself, so a worker ignores it
+    (else it dies with a traceback mid-solve and the pool breaks while the service shuts down)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,40 @@
+"""Traffic: speed varying with the time of day, random slowdowns on some legs, a few incidents."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+# Relative speed by local hour for motor traffic: rush hours at 8 and 17. The planner's travel model has the
+# same profile (a planner is calibrated to its city); the legs' random factors are what it cannot know.
+PROFILE = {7: 0.75, 8: 0.7, 9: 0.8, 16: 0.8, 17: 0.7, 18: 0.75}
+UNAFFECTED = {"cargo_bike", "bike"}
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The speed factor a vehicle meets on a leg, from its own random stream (so a day can be replayed)."""
+
+    slowdown_share: float = 0.15  # legs with a random slowdown
+    incident_share: float = 0.01  # legs through an incident
+    enabled: bool = True
+
+    def hour_factor(self, hour: float, profile: str = "van") -> float:
+        if not self.enabled or profile in UNAFFECTED:
+            return 1.0
+        low = math.floor(hour) % 24
+        high = (low + 1) % 24
+        t = hour - math.floor(hour)
+        return PROFILE.get(low, 1.0) * (1 - t) + PROFILE.get(high, 1.0) * t
+
+    def leg_factor(self, rng: random.Random) -> float:
+        """Multiplier on the leg's speed: mostly near 1, sometimes a slowdown, rarely an incident."""
+        if not self.enabled:
+            return 1.0
+        roll = rng.random()
+        if roll < self.incident_share:
+            return rng.uniform(0.25, 0.45)
+        if roll < self.incident_share + self.slowdown_share:
+            return rng.uniform(0.5, 0.8)
+        return max(0.7, min(1.3, rng.gauss(1.0, 0.1)))
