@@ -267,7 +267,9 @@ class Day:
         keys = sorted({s.merchant_key for s in known})
         statuses: dict[str, str] = {}
         unchanged = 0
-        for _ in range(60):  # until every order is in an end state, or nothing moved for 10 s (a re-plan's time)
+        for _ in range(
+            60
+        ):  # until every order is in an end state, or nothing moved for 10 s (a re-plan's time)
             latest: dict[str, str] = {}
             for key in keys:
                 with contextlib.suppress(Exception):
