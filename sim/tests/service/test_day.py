@@ -15,16 +15,15 @@ import pytest
 from lastmile.common.testing import chromium_page
 from lastmile.sim.demo import run_day, write_report
 from lastmile.sim.embedded import PORTS
+from lastmile.sim.invariants import (
+    accepted,
+    delivered_without_scheduled_before,
+    messages_after_opt_out,
+    messages_twice,
+    not_in_an_end_state,
+)
 from lastmile.sim.observe import Observations
 from lastmile.sim.runner import SimConfig
-
-END_STATES = {"delivered", "failed", "cancelled", "unassigned"}
-ONCE = {
-    "scheduled",
-    "out_for_delivery",
-    "arriving_soon",
-    "delivered",
-}  # kinds a customer hears once per order
 
 
 @pytest.fixture(scope="module")
@@ -45,45 +44,30 @@ async def test_every_order_ends_delivered_failed_cancelled_or_unassigned_with_a_
     day: tuple[Observations, dict[str, Any]],
 ) -> None:
     observations, figures = day
-    accepted = [o for o in observations.orders.values() if o.order_id]
-    assert len(accepted) >= 290, figures  # a few may be refused on purpose (none are today)
-    states = Counter(o.final_status for o in accepted)
-    assert set(states) <= END_STATES, states
-    assert states["delivered"] > len(accepted) / 2, states
-    unexplained = [o.order_id for o in accepted if o.final_status == "unassigned" and not o.unassigned_reason]
-    assert not unexplained
+    taken = accepted(observations)
+    assert len(taken) >= 290, figures  # a few may be refused on purpose (none are today)
+    assert not_in_an_end_state(observations) == []
+    states = Counter(o.final_status for o in taken)
+    assert states["delivered"] > len(taken) / 2, states
 
 
 async def test_no_customer_gets_the_same_message_twice(day: tuple[Observations, dict[str, Any]]) -> None:
     observations, _ = day
     assert len(observations.messages) > 300
-    same_text = Counter((m["channel"], m["to"], m["body"]) for m in observations.messages)
-    assert [k for k, n in same_text.items() if n > 1] == []
-    once = Counter(
-        (m["order_id"], m["channel"], m["kind"]) for m in observations.messages if m["kind"] in ONCE
-    )
-    assert [k for k, n in once.items() if n > 1] == []
+    assert messages_twice(observations) == []
 
 
 async def test_no_message_after_an_opt_out(day: tuple[Observations, dict[str, Any]]) -> None:
     observations, _ = day
     assert observations.opted_out, "the day has customers who opt out"
-    # A message that was already leaving when the customer opted out may land up to a moment later.
-    after = [
-        (m["channel"], m["kind"])
-        for m in observations.messages
-        if (at := observations.opted_out.get((m["channel"], m["to"]))) is not None and m["written"] > at + 1.0
-    ]
-    assert after == []
+    assert messages_after_opt_out(observations) == []
 
 
 async def test_every_delivered_order_was_scheduled_before(day: tuple[Observations, dict[str, Any]]) -> None:
     observations, _ = day
     delivered = [o for o in observations.orders.values() if o.final_status == "delivered"]
     assert delivered
-    for order in delivered:
-        assert "scheduled" in order.history, order.history
-        assert order.history.index("scheduled") < order.history.index("delivered"), order.history
+    assert delivered_without_scheduled_before(observations) == []
 
 
 async def test_the_report_opens_in_a_browser_with_its_pictures(
