@@ -54,7 +54,11 @@ def save_route(
     fresh = [_route_stop(s, len(done) + i + 1) for i, s in enumerate(stops)]
     # On board, yet left out by the plan (it no longer fits the shift): it stays on the route, last, as it was.
     planned_ids = {s.order_id for s in stops}
-    left_on_board = [s for s in before if _on_board(jobs, s["order_id"]) and s["order_id"] not in planned_ids]
+    left_on_board = (
+        []
+        if route is None
+        else [s for s in before if _on_board(jobs, s["order_id"], route) and s["order_id"] not in planned_ids]
+    )
     fresh += [
         ev.RouteStop.model_validate({**s, "sequence": len(done) + len(fresh) + i + 1})
         for i, s in enumerate(left_on_board)
@@ -102,9 +106,10 @@ def _done(jobs: dict[str, JobRow], order_id: str) -> bool:
     return job is not None and job.status in DONE
 
 
-def _on_board(jobs: dict[str, JobRow], order_id: str) -> bool:
+def _on_board(jobs: dict[str, JobRow], order_id: str, route: RouteRow) -> bool:
+    """Out for delivery on this route (a stop a re-plan moved to another vehicle is not this route's)."""
     job = jobs.get(order_id)
-    return job is not None and job.status == "out"
+    return job is not None and job.status == "out" and job.route_id == route.id
 
 
 def _key(stops: list[dict[str, Any]], jobs: dict[str, JobRow]) -> list[tuple[Any, ...]]:
@@ -177,13 +182,15 @@ def cancel_emptied(
         stops = route.snapshot.get("stops", [])
         started = route.status == "started"
         staying = [
-            s for s in stops if _done(jobs, s["order_id"]) or (started and _on_board(jobs, s["order_id"]))
+            s
+            for s in stops
+            if _done(jobs, s["order_id"]) or (started and _on_board(jobs, s["order_id"], route))
         ]
         if len(staying) == len(stops):
             continue
         route.version, route.updated_at = route.version + 1, now
         if started:
-            on_board = any(_on_board(jobs, s["order_id"]) for s in staying)
+            on_board = any(_on_board(jobs, s["order_id"], route) for s in staying)
             reason = "not re-planned: only stops on board left" if on_board else "no stops left"
             revised = ev.RouteRevised.model_validate(
                 {**route.snapshot, "version": route.version, "stops": staying, "reason": reason}
