@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import pytest_asyncio
 
 from lastmile.common.testing import chromium_page
 from lastmile.sim.demo import run_day, write_report
@@ -26,7 +27,7 @@ from lastmile.sim.observe import Observations
 from lastmile.sim.runner import SimConfig
 
 
-@pytest.fixture(scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def day(
     tmp_path_factory: pytest.TempPathFactory, free_port: Any
 ) -> tuple[Observations, dict[str, Any]]:
