@@ -105,6 +105,7 @@ class Day:
         self, tenant: Tenant, on_status: Callable[[dict[str, Any]], None] | None = None
     ) -> Observations:
         end = self.config.at(self.config.end)
+        self.obs.keys = [*tenant.merchant_keys, *(device.key for device, *_ in tenant.devices)]
         for plan in self.plans:
             self.obs.attach(OrderSeen(plan=plan, merchant_key=tenant.merchant_keys[plan.merchant]))
         drivers = [self._driver(i, entry, tenant) for i, entry in enumerate(tenant.devices)]
