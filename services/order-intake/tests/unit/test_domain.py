@@ -1,7 +1,7 @@
 """Order rules, called directly: no I/O."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic_core import to_json
@@ -96,3 +96,25 @@ def test_status_never_goes_back_from_a_driven_route() -> None:
     scheduled = ev.DeliveryUnassigned(order_id="o", depot_id="d", reason="no vehicle")
     assert domain.status_after("out_for_delivery", scheduled) is None
     assert domain.status_after("received", scheduled) == "unassigned"
+
+
+def test_a_re_plan_notice_after_a_failed_attempt_does_not_undo_it() -> None:
+    """Seen in a simulated day: the planner scheduled the stop in a plan made just before it heard the driver's
+    failure, and the merchant's order ended the day `scheduled`."""
+    window = ev.TimeWindow(start=NOW, end=NOW + timedelta(hours=1))
+    late = ev.DeliveryScheduled(
+        order_id="o",
+        depot_id="d",
+        vehicle_id="v",
+        route_id="r",
+        route_version=3,
+        planned_arrival=NOW,
+        promised_window=window,
+        service_date=NOW.date(),
+    )
+    assert domain.status_after("failed", late) is None
+    assert (
+        domain.status_after("failed", ev.DeliveryUnassigned(order_id="o", depot_id="d", reason="x")) is None
+    )
+    assert domain.status_after("scheduled", late) is None  # unchanged
+    assert domain.status_after("received", late) == "scheduled"

@@ -78,7 +78,8 @@ def make_order() -> Callable[..., ev.OrderCreated]:
 
 @pytest.fixture
 def planner_factory(tmp_path: Path) -> Callable[..., Any]:
-    """`async with planner_factory(vehicles=2, waves=[...], **settings) as p:` a running planner with a fleet."""
+    """`async with planner_factory(vehicles=2, waves=[...], **settings) as p:` a running planner with a fleet
+    (`clock=`: one the test moves, by changing its epoch)."""
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
@@ -86,6 +87,7 @@ def planner_factory(tmp_path: Path) -> Callable[..., Any]:
         vehicles: int = 1,
         waves: list[dict[str, Any]] | None = None,
         vehicle: dict[str, Any] | None = None,
+        clock: Clock | None = None,
         **settings: Any,
     ) -> AsyncIterator[Planner]:
         bus = InMemoryBus()
@@ -98,7 +100,7 @@ def planner_factory(tmp_path: Path) -> Callable[..., Any]:
             solver_processes=settings.pop("solver_processes", 0),
             **settings,
         )
-        app = create_app(config, bus=bus, clock=Clock(epoch=MORNING))
+        app = create_app(config, bus=bus, clock=clock or Clock(epoch=MORNING))
         try:
             async with app_client(app) as client:
                 body = {"name": "Mitte", "lat": 52.52, "lon": 13.40, "waves": waves or []}

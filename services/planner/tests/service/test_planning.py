@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lastmile.common import events as ev
 from lastmile.common.auth import hash_secret
+from lastmile.common.clock import Clock
 from lastmile.common.testing import eventually
 
 NOW = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
@@ -187,6 +189,44 @@ async def test_a_failed_stop_re_plans_the_day(planner_factory: Any, make_order: 
         )
         plans = await eventually(lambda: _plans_with(p, "stop_failed"))
         assert plans[0]["status"] == "done"
+
+
+@dataclass(frozen=True)
+class _Movable(Clock):
+    shift: list[float] = field(default_factory=lambda: [0.0], compare=False)
+
+    def now(self) -> datetime:
+        return super().now() + timedelta(seconds=self.shift[0])
+
+
+async def test_a_parcel_on_board_stays_on_the_route_when_a_re_plan_cannot_fit_it(
+    planner_factory: Any, make_order: Any
+) -> None:
+    """Late in the day (the shift over, the promises passed) a failed stop re-plans: the solver can place nothing,
+    yet the parcel still on board stays on the vehicle's route, so its driver still delivers it."""
+    clock = _Movable(epoch=NOW - timedelta(minutes=30))
+    async with planner_factory(clock=clock) as p:
+        vehicle = p.vehicles[0]["id"]
+        orders = [make_order(p.depot["id"], lat=52.52 + i * 0.01) for i in range(2)]
+        for o in orders:
+            await p.publish(o)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
+        await p.idle()
+        route = (await p.routes())[vehicle]
+        for s in route["stops"]:
+            await p.publish(
+                ev.OutForDelivery(
+                    order_id=s["order_id"], vehicle_id=vehicle, route_id=route["route_id"], at=NOW
+                )
+            )
+        await p.idle()
+        clock.shift[0] = 15 * 3600.0  # 23:00 in Berlin: past every shift and promise
+        first, second = (s["order_id"] for s in route["stops"])
+        await p.publish(ev.DeliveryFailed(order_id=first, vehicle_id=vehicle, at=NOW, reason="not_at_home"))
+        await eventually(lambda: _plans_with(p, "stop_failed"))
+        await p.idle()
+        after = (await p.routes())[vehicle]
+        assert [s["order_id"] for s in after["stops"]] == [first, second]
 
 
 async def _plans_with(p: Any, trigger: str) -> list[dict[str, Any]]:

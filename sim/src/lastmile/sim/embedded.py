@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import signal
 from collections.abc import AsyncIterator
@@ -344,7 +345,7 @@ def main() -> None:
     from lastmile.common.logging import configure_logging
     from lastmile.common.serve import run_loop
 
-    configure_logging("lastmile", "WARNING", "text")
+    configure_logging("lastmile", os.environ.get("LASTMILE_LOG_LEVEL", "WARNING"), "text")
     var = Path(sys.argv[1])
     ports = dict(zip(PORTS, map(int, sys.argv[2:]), strict=True))
     clock = CommonSettings(ops_token=load_ops_token(var)).clock()  # LASTMILE_CLOCK_*

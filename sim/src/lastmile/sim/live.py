@@ -56,6 +56,9 @@ async def run_city(var: Path, ports: dict[str, int], osmand_port: int, live: Liv
         ports=ports,
         osmand_port=osmand_port,
         position_max_age_s=position_max_age_s(live.speed),
+        # a second solver process: a merchant's order for tomorrow is planned in seconds even while the city's
+        # day is being re-planned (a re-plan of a few hundred stops takes 5-20 s)
+        solver_processes=2,
     ) as platform:
         urls = {name: platform.url(name) for name in platform.ports}
         client = Platform(
@@ -64,8 +67,9 @@ async def run_city(var: Path, ports: dict[str, int], osmand_port: int, live: Liv
         try:
             tenant = await set_up(client, config)
             credentials = _credentials(platform.ops_token, urls, platform.osmand_url, tenant)
-            _write_private(var / "credentials.json", credentials)
-            write_example_order(var / "example-order.json", credentials["depots"][0], clock.now().date())
+            # beside the city's data, where `make run` always writes them (a contract scripts rely on)
+            _write_private(var.parent / "credentials.json", credentials)
+            write_example_order(var.parent / "example-order.json", credentials["depot"], clock.now().date())
             print(banner(var, urls, platform.osmand_url, config), flush=True)
             day = Day(client, clock, config, var / "outbox")
             status = StatusLine(clock.now().tzinfo or ZoneInfo(BERLIN.timezone))
@@ -90,6 +94,12 @@ def _credentials(ops_token: str, urls: dict[str, str], osmand_url: str, tenant: 
         "ops_token": ops_token,
         "merchant_api_key": tenant.merchant_keys[0],
         "merchant_api_keys": tenant.merchant_keys,
+        "depot": {
+            "id": tenant.depot_ids[0],
+            "lat": BERLIN.depots[0].lat,
+            "lon": BERLIN.depots[0].lon,
+            "timezone": BERLIN.timezone,
+        },
         "depots": [
             {"id": d, "lat": s.lat, "lon": s.lon, "timezone": BERLIN.timezone}
             for d, s in zip(tenant.depot_ids, BERLIN.depots, strict=True)
@@ -156,13 +166,13 @@ def banner(var: Path, urls: dict[str, str], osmand_url: str, config: SimConfig) 
     lines += [
         f"  {'osmand':<13} {osmand_url}",
         "",
-        f"  credentials   {var / 'credentials.json'}  (ops token, merchant API keys, device keys)",
+        f"  credentials   {var.parent / 'credentials.json'}  (ops token, merchant API keys, device keys)",
         f"  messages      {var / 'outbox'}/  (what customers receive)",
         "",
         "  Post an order of your own:",
         f"    curl -s -X POST {urls['order-intake']}/v1/orders \\",
-        f'      -H "Authorization: Bearer $(jq -r .merchant_api_key {var}/credentials.json)" \\',
-        f"      -H 'Content-Type: application/json' -d @{var / 'example-order.json'}",
+        f'      -H "Authorization: Bearer $(jq -r .merchant_api_key {var.parent}/credentials.json)" \\',
+        f"      -H 'Content-Type: application/json' -d @{var.parent / 'example-order.json'}",
         "",
         "Ctrl-C stops.",
         "",

@@ -54,6 +54,7 @@ class Observations:
     message_ids: set[str] = field(default_factory=set)
     opted_out: dict[tuple[str, str], float] = field(default_factory=dict)  # (channel, address) → real time
     tracking_views: int = 0
+    keys: list[str] = field(default_factory=list)  # the tenant's merchant API keys and device keys
 
     def attach(self, seen: OrderSeen) -> None:
         self.orders[seen.plan.seq] = seen

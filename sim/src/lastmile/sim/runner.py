@@ -105,6 +105,7 @@ class Day:
         self, tenant: Tenant, on_status: Callable[[dict[str, Any]], None] | None = None
     ) -> Observations:
         end = self.config.at(self.config.end)
+        self.obs.keys = [*tenant.merchant_keys, *(device.key for device, *_ in tenant.devices)]
         for plan in self.plans:
             self.obs.attach(OrderSeen(plan=plan, merchant_key=tenant.merchant_keys[plan.merchant]))
         drivers = [self._driver(i, entry, tenant) for i, entry in enumerate(tenant.devices)]
@@ -267,7 +268,9 @@ class Day:
         keys = sorted({s.merchant_key for s in known})
         statuses: dict[str, str] = {}
         unchanged = 0
-        for _ in range(60):  # until every order is in an end state, or nothing moved for 10 s (a re-plan's time)
+        for _ in range(
+            60
+        ):  # until every order is in an end state, or nothing moved for 10 s (a re-plan's time)
             latest: dict[str, str] = {}
             for key in keys:
                 with contextlib.suppress(Exception):

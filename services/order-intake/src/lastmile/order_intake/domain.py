@@ -375,8 +375,11 @@ def status_after(current: str, payload: ev.Payload) -> str | None:
     new = STATUS_BY_EVENT.get(type(payload))
     if new is None or new == current:
         return None
-    if new in ("scheduled", "unassigned") and current in ("out_for_delivery", "arriving"):
-        return None  # a late re-plan notice must not undo a route that is already being driven
+    if new in ("scheduled", "unassigned") and current in ("out_for_delivery", "arriving", "failed"):
+        # A late re-plan notice must not undo a route that is already being driven, nor a failed attempt: the
+        # planner never re-plans a failed job, so such a notice comes from a plan made before it heard of the
+        # failure (the driver's result and the plan cross on deliveries.v1).
+        return None
     return new
 
 

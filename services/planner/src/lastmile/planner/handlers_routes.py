@@ -49,8 +49,20 @@ def save_route(
     moved: int,
     now: datetime,
 ) -> RouteRow:
-    done = [] if route is None else [s for s in route.snapshot.get("stops", []) if _done(jobs, s["order_id"])]
+    before = [] if route is None else route.snapshot.get("stops", [])
+    done = [s for s in before if _done(jobs, s["order_id"])]
     fresh = [_route_stop(s, len(done) + i + 1) for i, s in enumerate(stops)]
+    # On board, yet left out by the plan (it no longer fits the shift): it stays on the route, last, as it was.
+    planned_ids = {s.order_id for s in stops}
+    left_on_board = (
+        []
+        if route is None
+        else [s for s in before if _on_board(jobs, s["order_id"], route) and s["order_id"] not in planned_ids]
+    )
+    fresh += [
+        ev.RouteStop.model_validate({**s, "sequence": len(done) + len(fresh) + i + 1})
+        for i, s in enumerate(left_on_board)
+    ]
     if (
         route is not None
         and route.status != "cancelled"
@@ -94,9 +106,10 @@ def _done(jobs: dict[str, JobRow], order_id: str) -> bool:
     return job is not None and job.status in DONE
 
 
-def _on_board(jobs: dict[str, JobRow], order_id: str, vehicle_id: str) -> bool:
+def _on_board(jobs: dict[str, JobRow], order_id: str, route: RouteRow) -> bool:
+    """Out for delivery on this route (a stop a re-plan moved to another vehicle is not this route's)."""
     job = jobs.get(order_id)
-    return job is not None and job.status == "out" and job.vehicle_id == vehicle_id
+    return job is not None and job.status == "out" and job.route_id == route.id
 
 
 def _key(stops: list[dict[str, Any]], jobs: dict[str, JobRow]) -> list[tuple[Any, ...]]:
@@ -160,24 +173,27 @@ def schedule(
 def cancel_emptied(
     session: AsyncSession, routes: dict[str, RouteRow], kept: set[str], jobs: dict[str, JobRow], now: datetime
 ) -> None:
-    """Routes left with no open stop: cancelled if not started; if started, revised to the stops done and the
-    parcels still on board (a vehicle out of the solve, its shift over, still has them: dropping them from its
-    route would leave them out for delivery with no driver told to deliver them)."""
+    """Routes the plan left with no open stop: cancelled if not started; if started, revised to the stops done
+    and those on board (a parcel out for delivery stays on its vehicle's route, whether the plan could fit it or
+    not: dropping it from the route would leave it out for delivery with no driver told to deliver it)."""
     for vehicle_id, route in routes.items():
+        if vehicle_id in kept or route.status == "cancelled":
+            continue
         stops = route.snapshot.get("stops", [])
-        if (
-            vehicle_id in kept
-            or route.status == "cancelled"
-            or all(_done(jobs, s["order_id"]) or _on_board(jobs, s["order_id"], vehicle_id) for s in stops)
-        ):
+        started = route.status == "started"
+        staying = [
+            s
+            for s in stops
+            if _done(jobs, s["order_id"]) or (started and _on_board(jobs, s["order_id"], route))
+        ]
+        if len(staying) == len(stops):
             continue
         route.version, route.updated_at = route.version + 1, now
-        if route.status == "started":
-            done = [
-                s for s in stops if _done(jobs, s["order_id"]) or _on_board(jobs, s["order_id"], vehicle_id)
-            ]
+        if started:
+            on_board = any(_on_board(jobs, s["order_id"], route) for s in staying)
+            reason = "not re-planned: only stops on board left" if on_board else "no stops left"
             revised = ev.RouteRevised.model_validate(
-                {**route.snapshot, "version": route.version, "stops": done, "reason": "no stops left"}
+                {**route.snapshot, "version": route.version, "stops": staying, "reason": reason}
             )
             route.snapshot = revised.model_dump(mode="json")
             outbox.add(session, revised, source=SOURCE)

@@ -27,8 +27,10 @@ class _Wanted:
 
 
 class Replanner(BackgroundTask):
-    """Collects depot-days to plan and plans them one at a time, a short debounce after the last request, so
-    that a burst of orders costs one solve. Days of a depot with waves wait for their first wave."""
+    """Collects depot-days to plan and plans each, a short debounce after the last request, so that a burst of
+    orders costs one solve. One plan of a depot-day at a time, but depot-days side by side: a merchant's order
+    for tomorrow does not wait behind today's re-plan of a few hundred stops (with `solver_processes` ≥ 2 the
+    two solves run at once). Days of a depot with waves wait for their first wave."""
 
     name = "replanner"
 
@@ -36,7 +38,7 @@ class Replanner(BackgroundTask):
         self.deps = deps
         self._pending: dict[tuple[str, date], _Wanted] = {}
         self._wake = asyncio.Event()
-        self._busy = False
+        self._running: dict[tuple[str, date], asyncio.Task[None]] = {}
 
     def request(
         self, depot_id: str, day: date, trigger: str, plan_id: str | None = None, wave: str | None = None
@@ -54,7 +56,7 @@ class Replanner(BackgroundTask):
 
     @property
     def idle(self) -> bool:
-        return not self._pending and not self._busy
+        return not self._pending and not self._running
 
     async def run(self) -> None:
         while True:
@@ -62,12 +64,32 @@ class Replanner(BackgroundTask):
             await asyncio.sleep(self.deps.settings.replan_debounce_s)
             self._wake.clear()
             batch, self._pending = self._pending, {}
-            self._busy = True
-            try:
-                for (depot_id, day), wanted in sorted(batch.items()):
-                    await self._plan(depot_id, day, wanted)
-            finally:
-                self._busy = False
+            for key, wanted in sorted(batch.items()):
+                if key in self._running:  # this depot-day is being planned: the request waits its turn
+                    self._merge(key, wanted)
+                    continue
+                self._running[key] = asyncio.create_task(self._plan_and_release(key, wanted))
+
+    async def stop(self) -> None:
+        await super().stop()
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        self._running.clear()
+
+    def _merge(self, key: tuple[str, date], wanted: _Wanted) -> None:
+        waiting = self._pending.setdefault(key, _Wanted())
+        waiting.triggers.update(wanted.triggers)
+        waiting.plan_ids.extend(wanted.plan_ids)
+        waiting.wave = waiting.wave or wanted.wave
+
+    async def _plan_and_release(self, key: tuple[str, date], wanted: _Wanted) -> None:
+        try:
+            await self._plan(key[0], key[1], wanted)
+        finally:
+            self._running.pop(key, None)
+            if key in self._pending:
+                self._wake.set()
 
     async def _plan(self, depot_id: str, day: date, wanted: _Wanted) -> None:
         kind = "wave" if wanted.wave else ("on_demand" if wanted.plan_ids else "replan")
