@@ -27,8 +27,8 @@ from lastmile.sim.runner import Day, SimConfig, Tenant, set_up, start_clock
 @dataclass(frozen=True)
 class LiveConfig:
     speed: float = 120.0
-    orders: int = 600
-    vehicles: int = 16
+    orders: int = 400  # a morning wave of ~130 stops a depot plans in seconds: deliveries within the minute
+    vehicles: int = 14
     seed: int = 7
 
 

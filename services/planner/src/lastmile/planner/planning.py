@@ -284,13 +284,10 @@ def _route(problem: Problem, route: dict[str, Any], margin_s: int) -> PlannedRou
         if step["type"] in ("job", "start", "reload"):
             prev_dist, prev_dur = dist, dur
     steps = route["steps"]
-    # The engine starts the vehicle at its shift's start and lets it wait at the first stop; the driver leaves
-    # that much later instead (same arrivals, no idle hour parked at the first door).
-    idle_first = int(steps[1].get("waiting_time", 0)) if len(steps) > 1 and steps[1]["type"] == "job" else 0
     return PlannedRoute(
         vehicle_id=state.vehicle.id,
         stops=tuple(stops),
-        start_at=problem.at(int(steps[0]["arrival"]) + idle_first),
+        start_at=problem.at(int(steps[0]["arrival"])),
         end_at=problem.at(int(steps[-1]["arrival"])),
         distance_m=int(route.get("distance", steps[-1].get("distance", 0))),
         duration_s=int(route.get("duration", steps[-1].get("duration", 0))),
