@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,10 +58,9 @@ class Driver:
         self.traffic, self.config, self.obs, self.seen, self.rng = traffic, config, observations, seen, rng
         self.position = depot
         self._leg: tuple[tuple[float, float], tuple[float, float], datetime, float] | None = None
-        # order id → (route version it was served on, when the platform took the result): the same stop still to
-        # do in a later version synced after that is a new attempt the planner asked for (a failed delivery)
-        self.done: dict[str, tuple[int, float]] = {}
-        self.synced_at = 0.0  # time.monotonic() of the route's last sync
+        # Stops this phone has served: a route's snapshot keeps done stops as they were (with no status of
+        # their own), so the phone never serves one twice. (The planner does not re-attempt a failed delivery.)
+        self.done: set[str] = set()
         self.upcoming: list[dict[str, Any]] = []
         self.t = clock.now()  # the driver's own timeline
         self.route: dict[str, Any] | None = None  # as the phone last synced it
@@ -149,11 +146,10 @@ class Driver:
         while self.clock.now() < until:
             try:
                 if not self.finished:
-                    began = time.monotonic()
                     route = await self.platform.driver_route(self.device, day)
                     if route is None and self.route is not None:
                         self._note("route gone", None)
-                    self.route, self.synced_at = route, began
+                    self.route = route
             except Exception as error:  # the phone keeps the route it has and tries again later
                 self._note("sync failed", None, error=str(error)[:200])
             await self.clock.sleep(self.config.route_sync_s)
@@ -165,8 +161,6 @@ class Driver:
             try:
                 status = await self.platform.complete(self.device, stop["order_id"], body)
                 seen = self.obs.by_order_id.get(stop["order_id"])
-                if status < 300:
-                    self.done[stop["order_id"]] = (self.done[stop["order_id"]][0], time.monotonic())
                 if status < 300 and seen is not None:
                     seen.arrived_at = seen.arrived_at or arrived
                     seen.outcome = body["outcome"]
@@ -197,14 +191,8 @@ class Driver:
         return [
             s
             for s in stops
-            if s.get("status") not in ("delivered", "failed") and self._to_do(s["order_id"], route)
+            if s["order_id"] not in self.done and s.get("status") not in ("delivered", "failed")
         ]
-
-    def _to_do(self, order_id: str, route: dict[str, Any] | None) -> bool:
-        if order_id not in self.done:
-            return True
-        version, reported = self.done[order_id]
-        return (route or {}).get("version", 0) > version and self.synced_at > reported
 
     async def _serve(self, stop: dict[str, Any]) -> None:
         seen = self.obs.by_order_id.get(stop["order_id"])
@@ -224,7 +212,7 @@ class Driver:
             body.update(outcome="delivered", recipient_name=name)
         else:
             body.update(outcome="failed", reason="not_at_home")
-        self.done[stop["order_id"]] = ((self.route or {}).get("version", 0), math.inf)
+        self.done.add(stop["order_id"])
         self._results.put_nowait((stop, body, arrived))
 
     # ---- moving
