@@ -4,7 +4,6 @@ actions and the read side live in handlers_pings, handlers_eta, handlers_stops a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from lastmile.common import events as ev
@@ -13,6 +12,7 @@ from lastmile.common.auth import DEVICE_KEY_PREFIX, hash_secret, new_secret, sam
 from lastmile.common.bus import HandlerWithDeps
 from lastmile.common.errors import NotFound, Unauthorized
 from lastmile.common.ids import new_id
+from lastmile.common.runtime import BackgroundTask
 from lastmile.tracker import handlers_eta, handlers_views
 from lastmile.tracker.deps import SOURCE, Deps, Device
 from lastmile.tracker.store import DeviceRow, TrackerStore
@@ -77,23 +77,15 @@ async def authenticate_device(key: str | None, deps: Deps, device_id: str | None
     return device
 
 
-class DeviceKeys:
+class DeviceKeys(BackgroundTask):
     """Checks the cached device keys that are due, in one query a second (see DeviceCache)."""
+
+    name = "tracker-device-keys"
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tracker-device-keys")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             try:

@@ -25,6 +25,7 @@ from lastmile.common.clock import Clock
 from lastmile.common.db import Database, is_transient
 from lastmile.common.errors import LastmileError, ServiceUnavailable
 from lastmile.common.metrics import LATENCY_BUCKETS
+from lastmile.common.runtime import BackgroundTask
 from lastmile.tracker import domain
 from lastmile.tracker.deps import SOURCE, Changes, Device
 from lastmile.tracker.domain import Fix, Limits, Outcome, PingIn, Track
@@ -283,24 +284,16 @@ def _count(door: str, tally: Tally[str]) -> None:
             PINGS_REJECTED.labels(reason).inc(tally[reason])
 
 
-class Housekeeper:
+class Housekeeper(BackgroundTask):
     """Deletes positions older than the retention period, and keeps the active vehicles and routes gauges
     current."""
 
+    name = "tracker-housekeeper"
+
     def __init__(self, db: Database, clock: Clock, settings: TrackerSettings) -> None:
         self.db, self.clock, self.settings = db, clock, settings
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="tracker-housekeeper")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
         last_purge = 0.0
         while True:
             try:
