@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from lastmile.planner import domain, planning
+from lastmile.planner.handlers_plans import Day, mode_for
+from lastmile.planner.store import JobRow, RouteRow
 
 
 def stops_of(plan: planning.Plan) -> dict[str, list[str]]:
@@ -263,3 +265,28 @@ class TestSplit:
         assert sorted(j.id for p in parts for j in p.jobs) == sorted(j.id for j in problem.input.jobs)
         assert sorted(v.id for p in parts for v in p.vehicles) == sorted(v.id for v in problem.input.vehicles)
         assert all(len(p.jobs) <= 15 and p.vehicles for p in parts)
+
+
+class TestModeFor:
+    """Which search a re-plan request gets: from the routes (small churn) or afresh (bounded, split)."""
+
+    @staticmethod
+    def day(make: Any, placed: int, pending: int) -> Any:
+        jobs = {
+            f"o{i}": JobRow(order_id=f"o{i}", status="planned" if i < placed else "pending")
+            for i in range(placed + pending)
+        }
+        stops = [{"order_id": f"o{i}"} for i in range(placed)]
+        routes = {"v1": RouteRow(id="r1", vehicle_id="v1", status="planned", snapshot={"stops": stops})}
+        return Day(make.depot, make.day, [make.van()], jobs, routes if placed else {}, {})
+
+    def test_a_day_without_routes_is_planned_as_a_wave(self, make: Any) -> None:
+        assert mode_for("replan", self.day(make, 0, 30)) == "wave"
+
+    def test_a_few_new_orders_are_fitted_into_the_routes(self, make: Any) -> None:
+        assert mode_for("replan", self.day(make, 300, 20)) == "replan"
+        assert mode_for("replan", self.day(make, 10, 40)) == "replan"  # few, though more than on routes
+
+    def test_a_morning_batch_after_the_first_hundred_is_planned_afresh(self, make: Any) -> None:
+        assert mode_for("replan", self.day(make, 100, 1200)) == "wave"
+        assert mode_for("wave", self.day(make, 300, 1)) == "wave"

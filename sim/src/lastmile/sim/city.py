@@ -50,12 +50,21 @@ class City:
         return offset((hood.lat, hood.lon), rng.gauss(0, hood.spread_m), rng.gauss(0, hood.spread_m))
 
     def fleet(self, vehicles: int) -> list[tuple[int, VehicleKind]]:
-        """`vehicles` spread over the depots round-robin, kinds in the mix's proportions (deterministic)."""
-        kinds: list[VehicleKind] = []
-        for kind, share in self.fleet_mix:
-            kinds += [kind] * round(share * vehicles)
-        kinds = (kinds + [self.fleet_mix[0][0]] * vehicles)[:vehicles]
-        return [(i % len(self.depots), kind) for i, kind in enumerate(kinds)]
+        """`vehicles` in the mix's proportions (the first kind takes up the rounding), spread over the depots
+        round-robin kind after kind, so that every depot has each kind with a skill when the fleet allows it
+        (else a depot's customers needing cold chain would have no vehicle at all)."""
+        depots = len(self.depots)
+        counts = [round(share * vehicles) for _, share in self.fleet_mix]
+        if vehicles >= depots * (1 + sum(1 for kind, _ in self.fleet_mix if kind.skills)):
+            counts = [
+                max(n, depots) if kind.skills else n
+                for n, (kind, _) in zip(counts, self.fleet_mix, strict=True)
+            ]
+        counts[0] = max(0, counts[0] + vehicles - sum(counts))
+        kinds = [kind for n, (kind, _) in zip(counts, self.fleet_mix, strict=True) for _ in range(n)][
+            :vehicles
+        ]
+        return [(i % depots, kind) for i, kind in enumerate(kinds)]
 
 
 VAN_EARLY = VehicleKind("van", 160, 900, "07:00", "17:00")

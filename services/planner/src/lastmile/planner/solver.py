@@ -109,11 +109,10 @@ def solve_vroom(inp: SolverInput, options: SolveOptions) -> dict[str, Any]:
         return {"routes": [], "unassigned": [{"id": j.id} for j in inp.jobs]}
     initial = options.mode == "replan" and any(v.initial for v in inp.vehicles)
     level = options.exploration if len(inp.jobs) < options.large else 0
-    timeout = None
-    if options.mode == "wave":
-        # VROOM's timeout bounds its local search, not the construction before it (seconds on a big day)
-        share = options.vroom_share if _with_hgs(inp, options) else 0.45
-        timeout = timedelta(seconds=options.seconds * share)
+    # VROOM's timeout bounds its local search, not the construction before it (seconds on a big day); a
+    # re-plan gets the whole budget (it had none: a large one could search for minutes)
+    share = (options.vroom_share if _with_hgs(inp, options) else 0.45) if options.mode == "wave" else 1.0
+    timeout = timedelta(seconds=options.seconds * share)
     try:
         problem = vroom_input(inp, with_initial=initial)
         solution = problem.solve(exploration_level=level, nb_threads=options.threads, timeout=timeout)
@@ -122,7 +121,7 @@ def solve_vroom(inp: SolverInput, options: SolveOptions) -> dict[str, Any]:
             raise
         # VROOM refuses initial routes it finds infeasible (a promise that can no longer be kept): start afresh
         problem = vroom_input(inp, with_initial=False)
-        solution = problem.solve(exploration_level=level, nb_threads=options.threads)
+        solution = problem.solve(exploration_level=level, nb_threads=options.threads, timeout=timeout)
     result: dict[str, Any] = solution.to_dict()
     return result
 
