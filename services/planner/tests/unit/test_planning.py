@@ -126,6 +126,33 @@ class TestReadSolution:
         assert stop.promised == (make.at(10), make.at(11))
         assert stop.lateness_s == int((stop.arrival - make.at(11)).total_seconds()) > 0
 
+    def test_stops_a_late_vehicle_already_broke_are_served_before_it_waits_for_a_later_window(
+        self, make: Any, planner: Any
+    ) -> None:
+        # 11:30, the van is late: two promises (by 11:00, by 11:15) are broken; its route had them after a stop
+        # promised for 13:00. They come first (a few minutes late), not after an hour and a half of waiting.
+        route = ("later", "late1", "late2")
+        state = planning.VehicleState(
+            make.van(), started=True, position=(52.520, 13.400), loaded=route, route=route
+        )
+        jobs = [
+            make.job("later", lat=52.525, lon=13.405),
+            make.job("late1", lat=52.522, lon=13.410),
+            make.job("late2", lat=52.518, lon=13.404),
+        ]
+        promised = {
+            "later": (make.at(13), make.at(13, 30)),
+            "late1": (make.at(10), make.at(11)),
+            "late2": (make.at(10, 30), make.at(11, 15)),
+        }
+        plan = planner([state], jobs, mode="replan", now=make.at(11, 30), promised=promised)
+        assert not plan.unassigned
+        stops = {s.order_id: s for s in plan.routes[0].stops}
+        assert [s.order_id for s in plan.routes[0].stops][-1] == "later"
+        assert stops["later"].lateness_s == 0
+        assert 0 < stops["late1"].lateness_s < 3600
+        assert 0 < stops["late2"].lateness_s < 3600
+
 
 class TestReplan:
     def wave(self, make: Any, planner: Any) -> tuple[planning.Plan, list[Any]]:
