@@ -37,6 +37,7 @@ def clock_env(clock: Clock) -> dict[str, str]:
         "LASTMILE_CLOCK_EPOCH": clock.epoch.isoformat(),
         "LASTMILE_CLOCK_ANCHOR": repr(clock.anchor),
         "LASTMILE_POSITION_MAX_AGE_S": str(position_max_age_s(clock.speed)),
+        "LASTMILE_SOLVER_TIMEOUT_S": repr(solver_timeout_s(clock.speed)),
     }
 
 
@@ -46,6 +47,13 @@ def position_max_age_s(speed: float) -> int:
     At 300 times real time the pipeline's 2 s are 10 simulated minutes; without this the planner re-plans
     from stale places and breaks its promises (docs/benchmarks.md, the simulated day)."""
     return max(600, round(10 * speed))
+
+
+def solver_timeout_s(speed: float) -> float:
+    """A wave's budget for its engines: the planner's 25 real seconds at most, and at most what 20 simulated
+    minutes take (4 s at 300 times real time), at least 2 s. A planner deployed in a city has its minutes; a
+    compressed day's wave of 25 real seconds would be two hours of the day with nothing scheduled."""
+    return max(2.0, min(25.0, 1200 / speed))
 
 
 def _spawn(var: Path, ports: dict[str, int], clock: Clock) -> subprocess.Popen[bytes]:
