@@ -38,6 +38,9 @@ def kpis(obs: Observations, config: SimConfig) -> dict[str, Any]:
         "day": config.day.isoformat(),
         "orders": len(orders),
         "accepted": len(accepted),
+        "not_accepted": dict(
+            sorted(Counter(o.rejected or "no answer" for o in orders if not o.order_id).items())
+        ),
         "vehicles_used": len(used),
         "final_status": dict(sorted(Counter(o.final_status or "unknown" for o in accepted).items())),
         "on_time_rate": _ratio(len(on_time), len(delivered)),

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from lastmile.common.clock import Clock
 from lastmile.sim.city import BERLIN, City
-from lastmile.sim.client import Device, Platform
+from lastmile.sim.client import Device, Platform, PlatformError
 from lastmile.sim.day import MERCHANTS, DayConfig, OrderPlan, plan_day
 from lastmile.sim.drivers import Driver, DriverConfig
 from lastmile.sim.observe import Observations, OrderSeen, VehicleSeen
@@ -194,7 +194,13 @@ class Day:
         later = []
         for start in range(0, len(plans), 1000):
             chunk = plans[start : start + 1000]
-            items = await self.platform.post_batch(key, [plan.body for plan in chunk])
+            try:
+                items = await self.platform.post_batch(key, [plan.body for plan in chunk])
+            except PlatformError as error:  # counted in the report as rejected, not lost without a word
+                log.warning("a morning batch of %d orders was not taken: %s", len(chunk), error)
+                for plan in chunk:
+                    self.obs.orders[plan.seq].rejected = "batch_not_taken"
+                continue
             for plan, item in zip(chunk, items, strict=True):
                 if item["outcome"] != "created":
                     self.obs.orders[plan.seq].rejected = str((item.get("problem") or {}).get("type"))
