@@ -185,6 +185,22 @@ class TestEarly:
         assert step.etas["o2"][0] == late_start
         assert step.etas["o1"][0] < late_start - timedelta(minutes=30)
 
+    def test_an_early_vehicle_is_not_expected_before_the_promised_window(self) -> None:
+        # the plan reaches o3 at its window's start; the van runs fast, but the driver will not ring before it
+        snapshot = route(ORDERS)
+        opens = snapshot.stops[2].planned_arrival
+        stops = list(snapshot.stops)
+        stops[2] = stops[2].model_copy(
+            update={"promised_window": ev.TimeWindow(start=opens, end=opens + timedelta(hours=1))}
+        )
+        d = Drive(ORDERS, slowness=0.4)
+        d.plan = Plan.from_snapshot(snapshot.model_copy(update={"stops": stops}))
+        d.ping(*DEPOT)
+        d.drive(DEPOT, stop_at(0), LEG_S)
+        d.stay(stop_at(0), SERVICE_S * 0.4)
+        assert d.last.etas["o3"][0] == opens  # not earlier
+        assert d.last.etas["o2"][0] < stops[1].planned_arrival  # the stop without a window comes early
+
 
 class TestSkipped:
     def test_a_stop_driven_past_is_not_arrived_and_goes_to_the_end(self) -> None:

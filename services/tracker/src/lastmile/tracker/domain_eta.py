@@ -41,6 +41,15 @@ class EtaConfig:
 # The plan, as routes.v1 last said
 
 
+def _not_before(stop: ev.RouteStop, waited: bool) -> datetime | None:
+    """Drivers do not ring before the window the customer was promised (an early van waits around the corner),
+    nor before the time the plan waited for; an ETA earlier than that is one the customer never sees met."""
+    times = [stop.planned_arrival] if waited else []
+    if stop.promised_window is not None:
+        times.append(stop.promised_window.start)
+    return max(times, default=None)
+
+
 @dataclass(frozen=True)
 class PlannedStop:
     order_id: str
@@ -50,7 +59,7 @@ class PlannedStop:
     planned_arrival: datetime
     service_s: int
     leg_duration_s: int
-    not_before: datetime | None  # the plan waited here for the customer's window to open
+    not_before: datetime | None  # the promised window's start, or the time the plan waited for
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ class Plan:
                     s.planned_arrival,
                     s.service_s,
                     s.leg_duration_s,
-                    s.planned_arrival if waited else None,
+                    _not_before(s, waited),
                 )
             )
             if s.leg_distance_m > 0 and s.leg_duration_s > 0:
