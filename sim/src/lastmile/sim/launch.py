@@ -29,7 +29,8 @@ class Launched:
 
 
 def clock_env(clock: Clock) -> dict[str, str]:
-    """The day's clock for every process, and the settings that must stretch with it."""
+    """The day's clock for every process, the settings that must stretch with it, and a solver process per
+    depot of the city (its two depots' waves side by side, not one after the other)."""
     assert clock.epoch is not None, "a simulated day's clock is pinned"
     assert clock.anchor is not None, "a simulated day's clock is pinned"
     return {
@@ -38,6 +39,7 @@ def clock_env(clock: Clock) -> dict[str, str]:
         "LASTMILE_CLOCK_ANCHOR": repr(clock.anchor),
         "LASTMILE_POSITION_MAX_AGE_S": str(position_max_age_s(clock.speed)),
         "LASTMILE_SOLVER_TIMEOUT_S": repr(solver_timeout_s(clock.speed)),
+        "LASTMILE_SOLVER_PROCESSES": "2",
     }
 
 
