@@ -153,6 +153,22 @@ class TestReadSolution:
         assert 0 < stops["late1"].lateness_s < 3600
         assert 0 < stops["late2"].lateness_s < 3600
 
+    def test_a_vehicle_loaded_but_still_at_the_depot_takes_a_new_parcel_one_that_left_does_not(
+        self, make: Any, planner: Any
+    ) -> None:
+        def state(at_depot: bool) -> planning.VehicleState:
+            where = (make.depot.lat, make.depot.lon) if at_depot else (52.56, 13.40)
+            return planning.VehicleState(
+                make.van(), started=True, position=where, loaded=("o1",), route=("o1",), at_depot=at_depot
+            )
+
+        jobs = [make.job("o1"), make.job("new", lat=52.51)]
+        waiting = planner([state(True)], jobs, mode="replan", now=make.at(9))
+        assert not waiting.unassigned
+        assert sorted(s.order_id for s in waiting.routes[0].stops) == ["new", "o1"]
+        gone = planner([state(False)], jobs, mode="replan", now=make.at(9))
+        assert list(gone.unassigned) == ["new"]  # its parcel is at the depot, the van is not
+
 
 class TestReplan:
     def wave(self, make: Any, planner: Any) -> tuple[planning.Plan, list[Any]]:

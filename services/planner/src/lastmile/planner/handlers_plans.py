@@ -98,6 +98,10 @@ def problem_of(day: Day, now: datetime, max_age_s: int) -> Problem:
     )
 
 
+# a vehicle reported this close to its depot, before its first stop, is still loading: it can take more parcels
+AT_DEPOT_M = 150.0
+
+
 def vehicle_state(day: Day, vehicle: domain.VehicleSpec, now: datetime, max_age_s: int) -> VehicleState:
     route = day.routes.get(vehicle.id)
     mine = [j for j in day.jobs.values() if j.vehicle_id == vehicle.id]
@@ -114,7 +118,13 @@ def vehicle_state(day: Day, vehicle: domain.VehicleSpec, now: datetime, max_age_
         elif done:  # no fresh position: the last stop it finished
             last = max(done, key=lambda j: j.done_at or now).to_spec()
             position = (last.lat, last.lon)
-    return VehicleState(vehicle, started, position, loaded, open_route, len(done))
+    at_depot = (
+        started
+        and position is not None
+        and not done
+        and domain.great_circle_m(position, (day.depot.lat, day.depot.lon)) <= AT_DEPOT_M
+    )
+    return VehicleState(vehicle, started, position, loaded, open_route, len(done), at_depot)
 
 
 # what a quick insertion answers: new orders, cancellations, and a re-plan asked for with nothing else new

@@ -43,6 +43,7 @@ class VehicleState:
     loaded: tuple[str, ...] = ()  # orders on board: they stay on this vehicle
     route: tuple[str, ...] = ()  # open stops in their current order: the route to start from
     done: int = 0  # stops already done today (they count against max_stops)
+    at_depot: bool = False  # started (parcels on board) but still at the depot: it can take more parcels
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def _solver_vehicle(
     if window[0] >= window[1]:
         return None
     names = set(v.skills) | ({"@" + v.id} if state.loaded else set())
-    if not state.started and FROM_DEPOT in skills:
+    if (not state.started or state.at_depot) and FROM_DEPOT in skills:
         names.add(FROM_DEPOT)
     breaks = tuple(
         SolverBreak(k + 1, ((max(window[0], problem.secs(b_start)), problem.secs(b_end)),), b.duration_s)
@@ -195,7 +196,7 @@ def _solver_vehicle(
         max_travel_time=v.max_driving_s,
         max_distance=None if v.max_distance_km is None else round(v.max_distance_km * 1000),
         initial=tuple(index[o] for o in state.route if o in index),
-        reload_at=0 if v.reloads and not state.started else None,
+        reload_at=0 if v.reloads and (not state.started or state.at_depot) else None,
     )
 
 
