@@ -22,4 +22,11 @@ def test_the_mix_keeps_its_proportions() -> None:
     fleet = BERLIN.fleet(40)
     bikes = sum(1 for _, kind in fleet if kind.profile == "cargo_bike")
     assert bikes == 6  # 15 % of 40
-    assert abs(sum(1 for d, _ in fleet if d == 0) - 20) <= 1
+    shares = BERLIN.demand_shares()
+    for depot, share in enumerate(shares):  # vehicles where the customers are
+        assert abs(sum(1 for d, _ in fleet if d == depot) - share * 40) <= 2
+
+
+def test_every_depot_has_a_van_that_sets_out_after_the_same_day_cutoff() -> None:
+    for depot in range(len(BERLIN.depots)):
+        assert any(d == depot and kind.shift_start >= "12:00" for d, kind in BERLIN.fleet(14))

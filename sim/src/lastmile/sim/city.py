@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from lastmile.sim.geo import offset
+from lastmile.sim.geo import distance_m, offset
 
 
 @dataclass(frozen=True)
@@ -50,25 +50,54 @@ class City:
         return offset((hood.lat, hood.lon), rng.gauss(0, hood.spread_m), rng.gauss(0, hood.spread_m))
 
     def fleet(self, vehicles: int) -> list[tuple[int, VehicleKind]]:
-        """`vehicles` in the mix's proportions (the first kind takes up the rounding), spread over the depots
-        round-robin kind after kind, so that every depot has each kind with a skill when the fleet allows it
-        (else a depot's customers needing cold chain would have no vehicle at all)."""
+        """`vehicles` in the mix's proportions (the first kind takes up the rounding), each kind spread over the
+        depots in proportion to their shares of the customers, except that every depot first gets one of each
+        kind with a skill when the fleet allows it (else a depot's customers needing cold chain would have no
+        vehicle at all)."""
         depots = len(self.depots)
         counts = [round(share * vehicles) for _, share in self.fleet_mix]
-        if vehicles >= depots * (1 + sum(1 for kind, _ in self.fleet_mix if kind.skills)):
+        covered = vehicles >= depots * (1 + sum(1 for kind, _ in self.fleet_mix if kind.skills))
+        if covered:
             counts = [
-                max(n, depots) if kind.skills else n
-                for n, (kind, _) in zip(counts, self.fleet_mix, strict=True)
+                max(n, depots) if k.skills else n for n, (k, _) in zip(counts, self.fleet_mix, strict=True)
             ]
         counts[0] = max(0, counts[0] + vehicles - sum(counts))
         kinds = [kind for n, (kind, _) in zip(counts, self.fleet_mix, strict=True) for _ in range(n)][
             :vehicles
         ]
-        return [(i % depots, kind) for i, kind in enumerate(kinds)]
+        shares = self.demand_shares()
+        fleet: list[tuple[int, VehicleKind]] = []
+        for kind in dict.fromkeys(
+            kinds
+        ):  # each kind spread in proportion: every depot gets its afternoon vans
+            mine = [0] * depots
+            for k in range(kinds.count(kind)):
+                if covered and kind.skills and k < depots:
+                    depot = k
+                else:
+                    depot = max(range(depots), key=lambda d: (shares[d] * (k + 1) - mine[d], -d))
+                mine[depot] += 1
+                fleet.append((depot, kind))
+        return fleet
+
+    def demand_shares(self) -> list[float]:
+        """Each depot's share of the households: the neighbourhoods' weights, each to its nearest depot."""
+        weights = [0.0] * len(self.depots)
+        for hood in self.neighbourhoods:
+            nearest = min(
+                range(len(self.depots)),
+                key=lambda d: distance_m((hood.lat, hood.lon), (self.depots[d].lat, self.depots[d].lon)),
+            )
+            weights[nearest] += hood.weight
+        total = sum(weights) or 1.0
+        return [w / total for w in weights]
 
 
 VAN_EARLY = VehicleKind("van", 160, 900, "07:00", "17:00")
 VAN_LATE = VehicleKind("van", 160, 900, "10:00", "21:00")
+# The afternoon wave: parcels of the same-day orders (cutoff 12:00) are loaded on vans that have not left yet
+# (the planner gives a parcel still at the depot only to a vehicle that has not set out).
+VAN_PM = VehicleKind("van", 160, 900, "12:30", "21:00")
 VAN_COLD = VehicleKind("van", 120, 800, "07:00", "17:00", ("cold_chain",))
 CAR = VehicleKind("car", 70, 350, "08:00", "18:00", ("id_check",))
 CARGO_BIKE = VehicleKind("cargo_bike", 40, 120, "08:00", "18:00")
@@ -94,6 +123,13 @@ BERLIN = City(
         Neighbourhood("Lichtenberg", 52.5150, 13.4950, 0.7, 1200),
         Neighbourhood("Steglitz", 52.4570, 13.3230, 0.6, 1200),
     ),
-    fleet_mix=((VAN_EARLY, 0.45), (VAN_LATE, 0.2), (VAN_COLD, 0.1), (CAR, 0.1), (CARGO_BIKE, 0.15)),
+    fleet_mix=(
+        (VAN_EARLY, 0.4),
+        (VAN_LATE, 0.1),
+        (VAN_PM, 0.15),
+        (VAN_COLD, 0.1),
+        (CAR, 0.1),
+        (CARGO_BIKE, 0.15),
+    ),
     speeds_kmh={"van": 28.0, "car": 32.0, "cargo_bike": 16.0},
 )

@@ -27,6 +27,7 @@ from lastmile.sim.live import StatusLine
 from lastmile.sim.observe import Observations
 from lastmile.sim.report import html_report, kpis, order_rows, table
 from lastmile.sim.runner import Day, SimConfig, set_up, start_clock
+from lastmile.sim.traffic import Traffic
 
 STARTUP_S = {
     "embedded": 8.0,
@@ -47,10 +48,11 @@ async def run_day(
 ) -> tuple[Observations, dict[str, Any]]:
     """The day against a platform started for it; `during` runs beside the day (to break things on purpose)."""
     clock = start_clock(config, STARTUP_S[mode])
+    calibration = launch.calibrated(Traffic(enabled=config.traffic))
     platform: AbstractAsyncContextManager[launch.Launched] = (
-        launch.embedded(var, ports, clock)
+        launch.embedded(var, ports, clock, calibration)
         if mode == "embedded"
-        else launch.distributed(var, ports, clock, kafka, postgres)
+        else launch.distributed(var, ports, clock, kafka, postgres, env=calibration)
     )
     async with platform as launched:
         tenant = await set_up(launched.platform, config)

@@ -28,6 +28,18 @@ class Traffic:
         t = hour - math.floor(hour)
         return PROFILE.get(low, 1.0) * (1 - t) + PROFILE.get(high, 1.0) * t
 
+    def mean_time_factor(self) -> float:
+        """How much longer a leg takes on average than at the profile's speed: E[1/factor] of `leg_factor`
+        (uniform slowdowns and incidents in closed form; the clipped normal's 1 + sigma squared). What a planner
+        learns from a few weeks of its city's history, unlike any one leg's luck."""
+        if not self.enabled:
+            return 1.0
+        incident = math.log(0.45 / 0.25) / (0.45 - 0.25)
+        slowdown = math.log(0.8 / 0.5) / (0.8 - 0.5)
+        usual = 1 + 0.1**2
+        rest = 1 - self.incident_share - self.slowdown_share
+        return self.incident_share * incident + self.slowdown_share * slowdown + rest * usual
+
     def leg_factor(self, rng: random.Random) -> float:
         """Multiplier on the leg's speed: mostly near 1, sometimes a slowdown, rarely an incident."""
         if not self.enabled:
