@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lastmile.planner import domain, planning
-from lastmile.planner.handlers_plans import Day, mode_for
+from lastmile.planner.handlers_plans import Day, mode_for, vehicle_state
 from lastmile.planner.store import JobRow, RouteRow
 
 
@@ -333,3 +333,20 @@ class TestModeFor:
     def test_a_morning_batch_after_the_first_hundred_is_planned_afresh(self, make: Any) -> None:
         assert mode_for("replan", self.day(make, 100, 1200)) == "wave"
         assert mode_for("wave", self.day(make, 300, 1)) == "wave"
+
+
+class TestVehicleState:
+    def test_deliveries_on_a_route_under_way_are_on_board_even_before_the_tracker_says_so(
+        self, make: Any
+    ) -> None:
+        jobs = {
+            "o1": JobRow(order_id="o1", status="out", vehicle_id="veh_1", order={"kind": "delivery"}),
+            "o2": JobRow(order_id="o2", status="planned", vehicle_id="veh_1", order={"kind": "delivery"}),
+            "r1": JobRow(order_id="r1", status="planned", vehicle_id="veh_1", order={"kind": "return"}),
+        }
+        stops = [{"order_id": o} for o in ("o1", "o2", "r1")]
+        route = RouteRow(id="r", vehicle_id="veh_1", status="started", snapshot={"stops": stops})
+        day = Day(make.depot, make.day, [make.van()], jobs, {"veh_1": route}, {})
+        state = vehicle_state(day, make.van(), make.at(11), 600)
+        assert state.started
+        assert state.loaded == ("o1", "o2")  # the return is still at the customer's

@@ -124,6 +124,12 @@ def vehicle_state(day: Day, vehicle: domain.VehicleSpec, now: datetime, max_age_
         and not done
         and domain.great_circle_m(position, (day.depot.lat, day.depot.lon)) <= AT_DEPOT_M
     )
+    if started and not at_depot:
+        # A delivery on a vehicle that has set out is on board, announced out for delivery or not yet (the
+        # tracker's word may still be on its way): moving it would send a second van for a parcel the first
+        # one carries, and the first driver's result would be refused.
+        riding = (o for o in open_route if day.jobs[o].order.get("kind", "delivery") == "delivery")
+        loaded = tuple(sorted({*loaded, *riding}))
     return VehicleState(vehicle, started, position, loaded, open_route, len(done), at_depot)
 
 
