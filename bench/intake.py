@@ -116,6 +116,8 @@ class Phase:
     drain_s: float | None = None
     offered_rate: float | None = None
     service_cpu_s: float = 0.0  # the service process's CPU seconds (user + system) over the measured window
+    db_cpu_s: float = 0.0  # its PostgreSQL backends' CPU seconds, from the warm-up's start to the drain's end
+    db_orders: int = 0  # orders accepted over that same span
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -141,6 +143,7 @@ class Phase:
             "service_cpu_ms_per_order": round(1000 * self.service_cpu_s / self.orders, 3)
             if self.orders
             else None,
+            "db_cpu_ms_per_order": round(1000 * self.db_cpu_s / self.db_orders, 3) if self.db_orders else None,
         }
 
 
@@ -214,6 +217,16 @@ async def start_service(args: argparse.Namespace, database_url: str, prefix: str
     return Target("127.0.0.1", port, headers, database_url, process)
 
 
+async def order_count(database_url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM orders"))
+    finally:
+        await conn.close()
+
+
 async def outbox_backlog(database_url: str) -> int:
     import asyncpg
 
@@ -222,6 +235,30 @@ async def outbox_backlog(database_url: str) -> int:
         return int(await conn.fetchval("SELECT count(*) FROM outbox"))
     finally:
         await conn.close()
+
+
+async def backend_pids(database_url: str) -> list[int]:
+    """The PostgreSQL backends serving the benchmark's database (the service's pool, its relay)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [r["pid"] for r in rows]
+    finally:
+        await conn.close()
+
+
+def backends_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
 
 
 async def drain(target: Target, timeout: float = 300) -> float:
@@ -463,8 +500,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             phase = Phase(label)
             print(f"… {label}", flush=True)
+            pids = await backend_pids(target.database_url)
+            db_cpu, count_before = backends_cpu(pids), await order_count(target.database_url)
             await body(phase)
             phase.drain_s = await drain(target)
+            phase.db_cpu_s = backends_cpu(pids) - db_cpu
+            phase.db_orders = await order_count(target.database_url) - count_before
             results["phases"].append(phase.summary())
             print(json.dumps(results["phases"][-1]), flush=True)
             if args.profile:
@@ -501,14 +542,14 @@ def report(results: dict[str, Any]) -> str:
         f"{'/'.join(f'{x:.2f}' for x in results['load_after'])}",
         "",
         "| phase | orders/s | requests/s | p50 ms | p99 ms | max ms | errors | relay drained after "
-        "| service CPU (cores) | CPU ms per order |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| service CPU (cores) | CPU ms per order | PostgreSQL CPU ms per order |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["phases"]:
         lines.append(
             f"| {p['phase']} | {p['orders_per_s']:,.0f} | {p['requests_per_s']:,.0f} | {p['p50_ms']} | {p['p99_ms']} "
             f"| {p['max_ms']} | {p['errors'] or 'none'} | {p['relay_drain_s']} s | {p['service_cpu_share']} "
-            f"| {p['service_cpu_ms_per_order']} |"
+            f"| {p['service_cpu_ms_per_order']} | {p['db_cpu_ms_per_order']} |"
         )
     return "\n".join(lines)
 

@@ -14,11 +14,37 @@ from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber
 from lastmile.common.bus import KafkaBus, OutgoingRecord
 
 
+class Cluster:
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    def available_partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+
+class Batch:
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes]] = []
+
+    def append(self, *, key: bytes, value: bytes, timestamp: None, headers: list[Any]) -> object:
+        self.records.append((key, value))
+        return object()
+
+
 class FailingProducer:
+    """aiokafka's batch API (what KafkaBus.publish uses), every batch failing with `error`."""
+
     def __init__(self, error: Exception) -> None:
         self.error, self.stopped = error, False
+        self.client = type("Client", (), {"cluster": Cluster()})()
 
-    async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[None]:
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def create_batch(self) -> Batch:
+        return Batch()
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.set_exception(self.error)
         return future

@@ -191,7 +191,10 @@ class OutboxRelay:
 
     async def _delete(self, ids: Sequence[int]) -> None:
         async with self.db.transaction() as session:
-            await session.execute(sa.delete(outbox_table).where(outbox_table.c.id.in_(ids)))
+            if self.db.dialect == "postgresql":  # one array parameter, not one bound parameter per id
+                await session.execute(sa.text("DELETE FROM outbox WHERE id = ANY(:ids)"), {"ids": list(ids)})
+            else:
+                await session.execute(sa.delete(outbox_table).where(outbox_table.c.id.in_(ids)))
 
     async def _update_backlog(self) -> None:
         async with self.db.read() as session:

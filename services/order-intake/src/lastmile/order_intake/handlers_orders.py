@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import json
 import secrets
 from collections.abc import Sequence
@@ -247,8 +248,8 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
                     "Concurrent writes kept taking this batch's references; retry."
                 ) from None
     if not reply.replayed:
-        for order in kept:
-            ORDERS_RECEIVED.labels(merchant.id, order.kind).inc()
+        for kind, count in collections.Counter(order.kind for order in kept).items():
+            ORDERS_RECEIVED.labels(merchant.id, kind).inc(count)
         for item in items:
             if "problem" in item:
                 rejected(item["problem"].get("code") or "rejected")
