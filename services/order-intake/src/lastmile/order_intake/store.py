@@ -128,9 +128,24 @@ class StoredResponse:
     body: bytes
 
 
+# The lookups of every write, on PostgreSQL with arrays (one parameter per column, whatever the count).
+REFERENCES_TAKEN = sa.text("SELECT reference, id FROM orders WHERE merchant_id = :m AND reference = ANY(:refs)")
+REFERENCES_OF = sa.text(
+    "SELECT o.merchant_id, o.reference, o.id FROM orders o"
+    " JOIN unnest(CAST(:ms AS text[]), CAST(:refs AS text[])) AS k(merchant_id, reference)"
+    " ON o.merchant_id = k.merchant_id AND o.reference = k.reference"
+)
+STORED_RESPONSES = sa.text(
+    "SELECT i.merchant_id, i.key, i.request_hash, i.status_code, i.response FROM idempotency_keys i"
+    " JOIN unnest(CAST(:ms AS text[]), CAST(:keys AS text[])) AS k(merchant_id, key)"
+    " ON i.merchant_id = k.merchant_id AND i.key = k.key"
+)
+
+
 class IntakeStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._postgresql = session.get_bind().dialect.name == "postgresql"
 
     # merchants and keys
     async def add_merchant(self, row: MerchantRow) -> None:
@@ -231,6 +246,9 @@ class IntakeStore:
         """reference → order id, for those of `references` the merchant already used."""
         if not references:
             return {}
+        if self._postgresql:  # one array parameter: SQLAlchemy renders a parameter per value of an IN list
+            rows = await self.session.execute(REFERENCES_TAKEN, {"m": merchant_id, "refs": list(references)})
+            return {r.reference: r.id for r in rows}
         query = sa.select(ORDERS.c.reference, ORDERS.c.id).where(
             ORDERS.c.merchant_id == merchant_id, ORDERS.c.reference.in_(references)
         )
@@ -240,6 +258,10 @@ class IntakeStore:
         """(merchant id, reference) → order id, for those of `pairs` already used."""
         if not pairs:
             return {}
+        if self._postgresql:
+            ms, refs = zip(*pairs, strict=True)
+            rows = await self.session.execute(REFERENCES_OF, {"ms": list(ms), "refs": list(refs)})
+            return {(r.merchant_id, r.reference): r.id for r in rows}
         c = ORDERS.c
         query = sa.select(c.merchant_id, c.reference, c.id).where(
             sa.tuple_(c.merchant_id, c.reference).in_(pairs)
@@ -286,11 +308,15 @@ class IntakeStore:
         """(merchant id, key) → the answer stored under it, for those of `keys` that have one."""
         if not keys:
             return {}
-        c = IDEMPOTENCY.c
-        query = sa.select(c.merchant_id, c.key, c.request_hash, c.status_code, c.response).where(
-            sa.tuple_(c.merchant_id, c.key).in_(keys)
-        )
-        rows = await self.session.execute(query)
+        if self._postgresql:
+            ms, ks = zip(*keys, strict=True)
+            rows = await self.session.execute(STORED_RESPONSES, {"ms": list(ms), "keys": list(ks)})
+        else:
+            c = IDEMPOTENCY.c
+            query = sa.select(c.merchant_id, c.key, c.request_hash, c.status_code, c.response).where(
+                sa.tuple_(c.merchant_id, c.key).in_(keys)
+            )
+            rows = await self.session.execute(query)
         return {
             (r.merchant_id, r.key): StoredResponse(r.request_hash, r.status_code, r.response) for r in rows
         }
