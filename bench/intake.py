@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import secrets
@@ -258,10 +259,8 @@ async def backend_pids(database_url: str) -> list[int]:
 def backends_cpu(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
-        try:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a backend that has gone
             total += cpu_seconds(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
     return total
 
 
