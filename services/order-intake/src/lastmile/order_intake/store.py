@@ -129,7 +129,9 @@ class StoredResponse:
 
 
 # The lookups of every write, on PostgreSQL with arrays (one parameter per column, whatever the count).
-REFERENCES_TAKEN = sa.text("SELECT reference, id FROM orders WHERE merchant_id = :m AND reference = ANY(:refs)")
+REFERENCES_TAKEN = sa.text(
+    "SELECT reference, id FROM orders WHERE merchant_id = :m AND reference = ANY(:refs)"
+)
 REFERENCES_OF = sa.text(
     "SELECT o.merchant_id, o.reference, o.id FROM orders o"
     " JOIN unnest(CAST(:ms AS text[]), CAST(:refs AS text[])) AS k(merchant_id, reference)"
