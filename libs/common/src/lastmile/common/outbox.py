@@ -147,6 +147,8 @@ class OutboxRelay:
 
     async def _loop(self, lock_conn: Any = None) -> None:
         while True:
+            # Cleared before reading: a commit from now on, even one the read below misses, wakes the next round.
+            self.db.outbox_signal.clear()
             sent = await self.publish_pending()
             self.last_error = None
             if sent >= self.batch:
@@ -156,7 +158,6 @@ class OutboxRelay:
                     sa.text("SELECT 1")
                 )  # notices a lost session, so the lock is re-taken
                 await lock_conn.commit()
-            self.db.outbox_signal.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (and hang shutdown).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_s):
