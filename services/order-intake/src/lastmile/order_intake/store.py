@@ -128,18 +128,17 @@ class StoredResponse:
     body: bytes
 
 
-# The lookups of every write, on PostgreSQL with arrays (one parameter per column, whatever the count).
-REFERENCES_TAKEN = sa.text(
-    "SELECT reference, id FROM orders WHERE merchant_id = :m AND reference = ANY(:refs)"
-)
-REFERENCES_OF = sa.text(
+# The lookups of every write, on PostgreSQL straight through asyncpg (in the session's transaction) and with
+# arrays: one parameter per column whatever the count, where SQLAlchemy renders one per value of an IN list.
+REFERENCES_TAKEN = "SELECT reference, id FROM orders WHERE merchant_id = $1 AND reference = ANY($2::text[])"
+REFERENCES_OF = (
     "SELECT o.merchant_id, o.reference, o.id FROM orders o"
-    " JOIN unnest(CAST(:ms AS text[]), CAST(:refs AS text[])) AS k(merchant_id, reference)"
+    " JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, reference)"
     " ON o.merchant_id = k.merchant_id AND o.reference = k.reference"
 )
-STORED_RESPONSES = sa.text(
+STORED_RESPONSES = (
     "SELECT i.merchant_id, i.key, i.request_hash, i.status_code, i.response FROM idempotency_keys i"
-    " JOIN unnest(CAST(:ms AS text[]), CAST(:keys AS text[])) AS k(merchant_id, key)"
+    " JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, key)"
     " ON i.merchant_id = k.merchant_id AND i.key = k.key"
 )
 
@@ -148,6 +147,11 @@ class IntakeStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
         self._postgresql = session.get_bind().dialect.name == "postgresql"
+
+    async def _driver(self) -> Any:
+        """The asyncpg connection under the session (in its transaction, if one is open)."""
+        raw = await (await self.session.connection()).get_raw_connection()
+        return raw.driver_connection
 
     # merchants and keys
     async def add_merchant(self, row: MerchantRow) -> None:
@@ -248,9 +252,9 @@ class IntakeStore:
         """reference → order id, for those of `references` the merchant already used."""
         if not references:
             return {}
-        if self._postgresql:  # one array parameter: SQLAlchemy renders a parameter per value of an IN list
-            rows = await self.session.execute(REFERENCES_TAKEN, {"m": merchant_id, "refs": list(references)})
-            return {r.reference: r.id for r in rows}
+        if self._postgresql:
+            rows = await (await self._driver()).fetch(REFERENCES_TAKEN, merchant_id, list(references))
+            return {r["reference"]: r["id"] for r in rows}
         query = sa.select(ORDERS.c.reference, ORDERS.c.id).where(
             ORDERS.c.merchant_id == merchant_id, ORDERS.c.reference.in_(references)
         )
@@ -262,8 +266,8 @@ class IntakeStore:
             return {}
         if self._postgresql:
             ms, refs = zip(*pairs, strict=True)
-            rows = await self.session.execute(REFERENCES_OF, {"ms": list(ms), "refs": list(refs)})
-            return {(r.merchant_id, r.reference): r.id for r in rows}
+            rows = await (await self._driver()).fetch(REFERENCES_OF, list(ms), list(refs))
+            return {(r["merchant_id"], r["reference"]): r["id"] for r in rows}
         c = ORDERS.c
         query = sa.select(c.merchant_id, c.reference, c.id).where(
             sa.tuple_(c.merchant_id, c.reference).in_(pairs)
@@ -312,13 +316,18 @@ class IntakeStore:
             return {}
         if self._postgresql:
             ms, ks = zip(*keys, strict=True)
-            rows = await self.session.execute(STORED_RESPONSES, {"ms": list(ms), "keys": list(ks)})
-        else:
-            c = IDEMPOTENCY.c
-            query = sa.select(c.merchant_id, c.key, c.request_hash, c.status_code, c.response).where(
-                sa.tuple_(c.merchant_id, c.key).in_(keys)
-            )
-            rows = await self.session.execute(query)
+            found = await (await self._driver()).fetch(STORED_RESPONSES, list(ms), list(ks))
+            return {
+                (r["merchant_id"], r["key"]): StoredResponse(
+                    r["request_hash"], r["status_code"], r["response"]
+                )
+                for r in found
+            }
+        c = IDEMPOTENCY.c
+        query = sa.select(c.merchant_id, c.key, c.request_hash, c.status_code, c.response).where(
+            sa.tuple_(c.merchant_id, c.key).in_(keys)
+        )
+        rows = await self.session.execute(query)
         return {
             (r.merchant_id, r.key): StoredResponse(r.request_hash, r.status_code, r.response) for r in rows
         }
