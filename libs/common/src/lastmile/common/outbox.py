@@ -196,11 +196,16 @@ class OutboxRelay:
         return len(rows)
 
     async def _delete(self, ids: Sequence[int]) -> None:
+        if self.db.dialect == "postgresql":
+            # One statement, atomic on its own: no BEGIN and COMMIT round trips around it. One array parameter,
+            # where SQLAlchemy's IN renders one parameter per id.
+            async with self.db.read() as session:
+                raw = await (await session.connection()).get_raw_connection()
+                driver: Any = raw.driver_connection  # asyncpg.Connection, autocommit
+                await driver.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(ids))
+            return
         async with self.db.transaction() as session:
-            if self.db.dialect == "postgresql":  # one array parameter, not one bound parameter per id
-                await session.execute(sa.text("DELETE FROM outbox WHERE id = ANY(:ids)"), {"ids": list(ids)})
-            else:
-                await session.execute(sa.delete(outbox_table).where(outbox_table.c.id.in_(ids)))
+            await session.execute(sa.delete(outbox_table).where(outbox_table.c.id.in_(ids)))
 
     async def _update_backlog(self) -> None:
         async with self.db.read() as session:

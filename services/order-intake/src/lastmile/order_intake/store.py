@@ -128,19 +128,9 @@ class StoredResponse:
     body: bytes
 
 
-# The lookups of every write, on PostgreSQL straight through asyncpg (in the session's transaction) and with
-# arrays: one parameter per column whatever the count, where SQLAlchemy renders one per value of an IN list.
+# A batch's reference check on PostgreSQL, straight through asyncpg (in the session's transaction) and with an
+# array: one parameter whatever the count, where SQLAlchemy renders one per value of an IN list.
 REFERENCES_TAKEN = "SELECT reference, id FROM orders WHERE merchant_id = $1 AND reference = ANY($2::text[])"
-REFERENCES_OF = (
-    "SELECT o.merchant_id, o.reference, o.id FROM orders o"
-    " JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, reference)"
-    " ON o.merchant_id = k.merchant_id AND o.reference = k.reference"
-)
-STORED_RESPONSES = (
-    "SELECT i.merchant_id, i.key, i.request_hash, i.status_code, i.response FROM idempotency_keys i"
-    " JOIN unnest($1::text[], $2::text[]) AS k(merchant_id, key)"
-    " ON i.merchant_id = k.merchant_id AND i.key = k.key"
-)
 
 
 class IntakeStore:
@@ -264,10 +254,6 @@ class IntakeStore:
         """(merchant id, reference) → order id, for those of `pairs` already used."""
         if not pairs:
             return {}
-        if self._postgresql:
-            ms, refs = zip(*pairs, strict=True)
-            rows = await (await self._driver()).fetch(REFERENCES_OF, list(ms), list(refs))
-            return {(r["merchant_id"], r["reference"]): r["id"] for r in rows}
         c = ORDERS.c
         query = sa.select(c.merchant_id, c.reference, c.id).where(
             sa.tuple_(c.merchant_id, c.reference).in_(pairs)
@@ -314,15 +300,6 @@ class IntakeStore:
         """(merchant id, key) → the answer stored under it, for those of `keys` that have one."""
         if not keys:
             return {}
-        if self._postgresql:
-            ms, ks = zip(*keys, strict=True)
-            found = await (await self._driver()).fetch(STORED_RESPONSES, list(ms), list(ks))
-            return {
-                (r["merchant_id"], r["key"]): StoredResponse(
-                    r["request_hash"], r["status_code"], r["response"]
-                )
-                for r in found
-            }
         c = IDEMPOTENCY.c
         query = sa.select(c.merchant_id, c.key, c.request_hash, c.status_code, c.response).where(
             sa.tuple_(c.merchant_id, c.key).in_(keys)
