@@ -119,6 +119,7 @@ class Phase:
     service_cpu_s: float = 0.0  # the service process's CPU seconds (user + system) over the measured window
     db_cpu_s: float = 0.0  # its PostgreSQL backends' CPU seconds, from the warm-up's start to the drain's end
     db_orders: int = 0  # orders accepted over that same span
+    backlog_at_end: int = 0  # events accepted but not yet published when the phase ended
     whole_cpu_s: float = 0.0  # the service's CPU seconds over that span (its relay's catching up included)
 
     def summary(self) -> dict[str, Any]:
@@ -141,11 +142,14 @@ class Phase:
             "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else float("nan"),
             "errors": dict(self.errors),
             "relay_drain_s": self.drain_s,
+            "outbox_backlog_at_end": self.backlog_at_end,
             "service_cpu_share": round(self.service_cpu_s / self.seconds, 2) if self.seconds else None,
             "service_cpu_ms_per_order": round(1000 * self.service_cpu_s / self.orders, 3)
             if self.orders
             else None,
-            "db_cpu_ms_per_order": round(1000 * self.db_cpu_s / self.db_orders, 3) if self.db_orders else None,
+            "db_cpu_ms_per_order": round(1000 * self.db_cpu_s / self.db_orders, 3)
+            if self.db_orders
+            else None,
             "service_cpu_ms_per_order_drained": round(1000 * self.whole_cpu_s / self.db_orders, 3)
             if self.db_orders
             else None,
@@ -507,6 +511,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             db_cpu, count_before = backends_cpu(pids), await order_count(target.database_url)
             service_cpu = cpu_seconds(target.process.pid)
             await body(phase)
+            phase.backlog_at_end = await outbox_backlog(target.database_url)
             phase.drain_s = await drain(target)
             phase.db_cpu_s = backends_cpu(pids) - db_cpu
             phase.whole_cpu_s = cpu_seconds(target.process.pid) - service_cpu
@@ -546,14 +551,15 @@ def report(results: dict[str, Any]) -> str:
         f"{'/'.join(f'{x:.2f}' for x in results['machine']['load_before'])}, after "
         f"{'/'.join(f'{x:.2f}' for x in results['load_after'])}",
         "",
-        "| phase | orders/s | requests/s | p50 ms | p99 ms | max ms | errors | relay drained after "
+        "| phase | orders/s | requests/s | p50 ms | p99 ms | max ms | errors | outbox at the end "
         "| service CPU (cores) | CPU ms per order | same, warm-up to drained | PostgreSQL CPU ms per order |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["phases"]:
         lines.append(
             f"| {p['phase']} | {p['orders_per_s']:,.0f} | {p['requests_per_s']:,.0f} | {p['p50_ms']} | {p['p99_ms']} "
-            f"| {p['max_ms']} | {p['errors'] or 'none'} | {p['relay_drain_s']} s | {p['service_cpu_share']} "
+            f"| {p['max_ms']} | {p['errors'] or 'none'} | {p['outbox_backlog_at_end']} events, drained after "
+            f"{p['relay_drain_s']} s | {p['service_cpu_share']} "
             f"| {p['service_cpu_ms_per_order']} | {p['service_cpu_ms_per_order_drained']} "
             f"| {p['db_cpu_ms_per_order']} |"
         )
