@@ -226,24 +226,22 @@ async def start_service(args: argparse.Namespace, database_url: str, prefix: str
     return Target("127.0.0.1", port, headers, database_url, process)
 
 
-async def order_count(database_url: str) -> int:
+async def row_count(database_url: str, table: str) -> int:
     import asyncpg
 
     conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM orders"))
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608 (our own table names)
     finally:
         await conn.close()
 
 
 async def outbox_backlog(database_url: str) -> int:
-    import asyncpg
+    return await row_count(database_url, "outbox")
 
-    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM outbox"))
-    finally:
-        await conn.close()
+
+async def order_count(database_url: str) -> int:
+    return await row_count(database_url, "orders")
 
 
 async def backend_pids(database_url: str) -> list[int]:
