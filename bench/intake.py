@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import secrets
@@ -116,6 +117,10 @@ class Phase:
     drain_s: float | None = None
     offered_rate: float | None = None
     service_cpu_s: float = 0.0  # the service process's CPU seconds (user + system) over the measured window
+    db_cpu_s: float = 0.0  # its PostgreSQL backends' CPU seconds, from the warm-up's start to the drain's end
+    db_orders: int = 0  # orders accepted over that same span
+    backlog_at_end: int = 0  # events accepted but not yet published when the phase ended
+    whole_cpu_s: float = 0.0  # the service's CPU seconds over that span (its relay's catching up included)
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -137,9 +142,16 @@ class Phase:
             "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else float("nan"),
             "errors": dict(self.errors),
             "relay_drain_s": self.drain_s,
+            "outbox_backlog_at_end": self.backlog_at_end,
             "service_cpu_share": round(self.service_cpu_s / self.seconds, 2) if self.seconds else None,
             "service_cpu_ms_per_order": round(1000 * self.service_cpu_s / self.orders, 3)
             if self.orders
+            else None,
+            "db_cpu_ms_per_order": round(1000 * self.db_cpu_s / self.db_orders, 3)
+            if self.db_orders
+            else None,
+            "service_cpu_ms_per_order_drained": round(1000 * self.whole_cpu_s / self.db_orders, 3)
+            if self.db_orders
             else None,
         }
 
@@ -214,14 +226,44 @@ async def start_service(args: argparse.Namespace, database_url: str, prefix: str
     return Target("127.0.0.1", port, headers, database_url, process)
 
 
-async def outbox_backlog(database_url: str) -> int:
+async def row_count(database_url: str, table: str) -> int:
     import asyncpg
 
     conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM outbox"))
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608 (our own table names)
     finally:
         await conn.close()
+
+
+async def outbox_backlog(database_url: str) -> int:
+    return await row_count(database_url, "outbox")
+
+
+async def order_count(database_url: str) -> int:
+    return await row_count(database_url, "orders")
+
+
+async def backend_pids(database_url: str) -> list[int]:
+    """The PostgreSQL backends serving the benchmark's database (the service's pool, its relay)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [r["pid"] for r in rows]
+    finally:
+        await conn.close()
+
+
+def backends_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # a backend that has gone
+            total += cpu_seconds(pid)
+    return total
 
 
 async def drain(target: Target, timeout: float = 300) -> float:
@@ -463,8 +505,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             phase = Phase(label)
             print(f"… {label}", flush=True)
+            pids = await backend_pids(target.database_url)
+            db_cpu, count_before = backends_cpu(pids), await order_count(target.database_url)
+            service_cpu = cpu_seconds(target.process.pid)
             await body(phase)
+            phase.backlog_at_end = await outbox_backlog(target.database_url)
             phase.drain_s = await drain(target)
+            phase.db_cpu_s = backends_cpu(pids) - db_cpu
+            phase.whole_cpu_s = cpu_seconds(target.process.pid) - service_cpu
+            phase.db_orders = await order_count(target.database_url) - count_before
             results["phases"].append(phase.summary())
             print(json.dumps(results["phases"][-1]), flush=True)
             if args.profile:
@@ -500,15 +549,17 @@ def report(results: dict[str, Any]) -> str:
         f"{'/'.join(f'{x:.2f}' for x in results['machine']['load_before'])}, after "
         f"{'/'.join(f'{x:.2f}' for x in results['load_after'])}",
         "",
-        "| phase | orders/s | requests/s | p50 ms | p99 ms | max ms | errors | relay drained after "
-        "| service CPU (cores) | CPU ms per order |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| phase | orders/s | requests/s | p50 ms | p99 ms | max ms | errors | outbox at the end "
+        "| service CPU (cores) | CPU ms per order | same, warm-up to drained | PostgreSQL CPU ms per order |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["phases"]:
         lines.append(
             f"| {p['phase']} | {p['orders_per_s']:,.0f} | {p['requests_per_s']:,.0f} | {p['p50_ms']} | {p['p99_ms']} "
-            f"| {p['max_ms']} | {p['errors'] or 'none'} | {p['relay_drain_s']} s | {p['service_cpu_share']} "
-            f"| {p['service_cpu_ms_per_order']} |"
+            f"| {p['max_ms']} | {p['errors'] or 'none'} | {p['outbox_backlog_at_end']} events, drained after "
+            f"{p['relay_drain_s']} s | {p['service_cpu_share']} "
+            f"| {p['service_cpu_ms_per_order']} | {p['service_cpu_ms_per_order_drained']} "
+            f"| {p['db_cpu_ms_per_order']} |"
         )
     return "\n".join(lines)
 

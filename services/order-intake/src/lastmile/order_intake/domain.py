@@ -178,10 +178,19 @@ def choose_depot(depots: Sequence[Depot], lat: float, lon: float, requested: str
             if d.id == requested and d.active:
                 return d
         raise NoDepot(f"Depot {requested!r} is unknown or inactive")
-    serving = [(distance_km(d.lat, d.lon, lat, lon), d) for d in depots if d.active and d.serves(lat, lon)]
-    if not serving:
+    best: Depot | None = None
+    nearest = math.inf
+    for d in depots:
+        if not d.active:
+            continue
+        km = distance_km(d.lat, d.lon, lat, lon)
+        if km < nearest and (
+            inside(d.service_area, lat, lon) if d.service_area else km <= d.service_radius_km
+        ):
+            best, nearest = d, km
+    if best is None:
         raise NoDepot(f"No depot's service area holds ({lat:.5f}, {lon:.5f})")
-    return min(serving, key=lambda pair: pair[0])[1]
+    return best
 
 
 # ---------------------------------------------------------------------------------------------------------

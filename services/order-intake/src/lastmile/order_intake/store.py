@@ -128,9 +128,20 @@ class StoredResponse:
     body: bytes
 
 
+# A batch's reference check on PostgreSQL, straight through asyncpg (in the session's transaction) and with an
+# array: one parameter whatever the count, where SQLAlchemy renders one per value of an IN list.
+REFERENCES_TAKEN = "SELECT reference, id FROM orders WHERE merchant_id = $1 AND reference = ANY($2::text[])"
+
+
 class IntakeStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._postgresql = session.get_bind().dialect.name == "postgresql"
+
+    async def _driver(self) -> Any:
+        """The asyncpg connection under the session (in its transaction, if one is open)."""
+        raw = await (await self.session.connection()).get_raw_connection()
+        return raw.driver_connection
 
     # merchants and keys
     async def add_merchant(self, row: MerchantRow) -> None:
@@ -231,6 +242,9 @@ class IntakeStore:
         """reference → order id, for those of `references` the merchant already used."""
         if not references:
             return {}
+        if self._postgresql:
+            rows = await (await self._driver()).fetch(REFERENCES_TAKEN, merchant_id, list(references))
+            return {r["reference"]: r["id"] for r in rows}
         query = sa.select(ORDERS.c.reference, ORDERS.c.id).where(
             ORDERS.c.merchant_id == merchant_id, ORDERS.c.reference.in_(references)
         )
