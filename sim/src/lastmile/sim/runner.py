@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
+
 from lastmile.common.clock import Clock
 from lastmile.sim.city import BERLIN, City
 from lastmile.sim.client import Device, Platform, PlatformError
@@ -182,7 +184,15 @@ class Day:
     async def _post(self, plan: OrderPlan, posting: asyncio.Semaphore) -> None:
         seen = self.obs.orders[plan.seq]
         async with posting:
-            reply = await self.platform.post_order(seen.merchant_key, plan.body)
+            try:
+                reply = await self.platform.post_order(seen.merchant_key, plan.body)
+            except (
+                PlatformError,
+                httpx.HTTPError,
+            ) as error:  # counted in the report by why, not lost silently
+                seen.rejected = f"no answer: {type(error).__name__}"
+                log.warning("an order was not taken: %s", error)
+                return
         if reply.get("rejected") or reply.get("conflict"):
             seen.rejected = str(reply.get("code") or reply.get("status"))
             return

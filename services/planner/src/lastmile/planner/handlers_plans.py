@@ -173,11 +173,15 @@ async def solve_day(
         solved = await deps.solver.solve(problem.input, options)
     solution = solved.solution
     late = planning.broken_promises(problem, solution)
-    if late and (inp := planning.with_late_stops(problem, solution, late)) is not None:
+    # pure Python over every route (timelines): in threads, so the services' loop keeps answering
+    if (
+        late
+        and (inp := await asyncio.to_thread(planning.with_late_stops, problem, solution, late)) is not None
+    ):
         checked = await deps.solver.solve(inp, SolveOptions(mode="check"))
         solution = planning.merge_checked(solution, checked.solution)
     if mode != "wave":
-        solution = planning.keep_sequences(problem, solution, s.replan_min_saving)
+        solution = await asyncio.to_thread(planning.keep_sequences, problem, solution, s.replan_min_saving)
     SOLVE_SECONDS.labels(problem.depot.id, mode).observe(time.perf_counter() - began)
     ENGINE_WINS.labels(solved.engine).inc()
     plan = await asyncio.to_thread(planning.read_solution, problem, solution, s.promise_margin_s)
