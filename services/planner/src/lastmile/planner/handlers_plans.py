@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Histogram
 
 from lastmile.common.ids import new_id
-from lastmile.planner import domain, insertion, planning
+from lastmile.planner import domain, planning
 from lastmile.planner import handlers_routes as routes_mod
 from lastmile.planner.handlers import DONE, OPEN, Deps
 from lastmile.planner.planning import Plan, Problem, VehicleState
@@ -162,7 +161,8 @@ async def solve_day(
     began = time.perf_counter()
     quick = None
     if mode == "replan" and triggers <= INSERTABLE:  # pure Python: in a thread, so the loop keeps turning
-        quick = await asyncio.to_thread(partial(insertion.insert_new, problem.input, partial=True))
+        # in the solver's process: a thread holding the GIL for seconds stalled every embedded service's answers
+        quick = (await deps.solver.solve(problem.input, replace(options, mode="insert"))).solution or None
         if quick is not None and any(
             problem.jobs[u["id"] - 1].order_id not in left_out for u in quick["unassigned"]
         ):

@@ -21,7 +21,7 @@ from lastmile.planner import hgs
 from lastmile.planner.insertion import insert_new
 from lastmile.planner.problem import SolverInput, SolverVehicle, merge, score, split
 
-Mode = Literal["wave", "replan", "check"]
+Mode = Literal["wave", "replan", "check", "insert"]
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,9 @@ def solve(inp: SolverInput, options: SolveOptions) -> Solved:
     began = time.perf_counter()
     if options.mode == "check":
         return Solved(check(inp), "plan", time.perf_counter() - began, {})
+    if options.mode == "insert":  # pure Python, seconds on a big day: here, off the services' GIL
+        inserted = insert_new(inp, partial=True)
+        return Solved(inserted or {}, "insertion", time.perf_counter() - began, {})
     candidates: dict[str, dict[str, Any]] = {"vroom": _vroom_wave(inp, options)}
     if _with_hgs(inp, options):
         left = max(0.2, options.seconds - (time.perf_counter() - began))
