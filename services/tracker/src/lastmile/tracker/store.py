@@ -4,6 +4,7 @@ queries."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -47,6 +48,21 @@ class RouteRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteHead:
+    """A route's row without its snapshot and progress (see `TrackerStore.route_heads`)."""
+
+    id: str
+    vehicle_id: str
+    status: str
+    version: int
+    progress_seq: int
+
+
+def _routes() -> sa.Table:
+    return cast(sa.Table, RouteRow.__table__)
 
 
 class StopRow(Base):
@@ -216,6 +232,40 @@ class TrackerStore:
             if current is None or (row.status == "started" and current.status != "started"):
                 found[row.vehicle_id] = row
         return found
+
+    async def route_heads(self, vehicle_ids: Sequence[str]) -> dict[str, RouteHead]:
+        """`current_routes` (locked) without the ORM: what the ETA engine needs of each vehicle's route, for a
+        batch of positions (the plan and the progress are cached in the process)."""
+        table = _routes()
+        query = (
+            sa.select(table.c.id, table.c.vehicle_id, table.c.status, table.c.version, table.c.progress_seq)
+            .where(table.c.vehicle_id.in_(sorted(set(vehicle_ids))), table.c.status.in_(OPEN_ROUTE))
+            .order_by(table.c.vehicle_id, table.c.service_date, table.c.start_at)
+        )
+        found: dict[str, RouteHead] = {}
+        for row in (await self.session.execute(self._locked(query, True))).all():
+            current = found.get(row.vehicle_id)
+            if current is None or (row.status == "started" and current.status != "started"):
+                found[row.vehicle_id] = RouteHead(
+                    row.id, row.vehicle_id, row.status, row.version, row.progress_seq
+                )
+        return found
+
+    async def save_progress(self, updates: list[dict[str, Any]]) -> None:
+        """Each route's new progress in one statement: dicts of `rid`, `progress` (JSON), `seq`, `status` and
+        `started` (the start time, kept when one is set already)."""
+        table = _routes()
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("rid"))
+            .values(
+                progress=sa.bindparam("progress", type_=sa.JSON),
+                progress_seq=sa.bindparam("seq"),
+                status=sa.bindparam("st"),
+                started_at=sa.func.coalesce(table.c.started_at, sa.bindparam("started", type_=UtcDateTime)),
+            )
+        )
+        await self.session.execute(statement, updates)
 
     async def snapshot(self, route_id: str) -> dict[str, Any]:
         query = sa.select(RouteRow.snapshot).where(RouteRow.id == route_id)
