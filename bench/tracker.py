@@ -331,6 +331,7 @@ async def bench_latency(
     await publish_routes(prefix, devices, starts)
     sent: dict[tuple[str, int], float] = {}
     samples: list[float] = []
+    pings = [0]  # sent while measuring
     measuring = {"from": time.time() + warmup, "until": time.time() + warmup + seconds}
     consumer = AIOKafkaConsumer(prefix + "deliveries.v1", bootstrap_servers=KAFKA, auto_offset_reset="latest")
     await consumer.start()
@@ -365,6 +366,8 @@ async def bench_latency(
             now = time.time()
             jitter = random.uniform(-3, 3) / 111_200  # stuck in traffic: a few metres of GPS noise
             sent[(device["vehicle_id"], int(now))] = now
+            if measuring["from"] <= now <= measuring["until"]:
+                pings[0] += 1
             await phone.send(query(device, lat + jitter, lon, now))
             await asyncio.sleep(period - (time.time() - now))
 
@@ -374,7 +377,8 @@ async def bench_latency(
     await asyncio.sleep(warmup)
     cpu, began = tracker.cpu_seconds(), time.monotonic()
     await asyncio.sleep(seconds)
-    share = (tracker.cpu_seconds() - cpu) / (time.monotonic() - began)
+    used = tracker.cpu_seconds() - cpu
+    share = used / (time.monotonic() - began)
     stop.set()
     for task in senders:
         task.cancel()
@@ -389,6 +393,7 @@ async def bench_latency(
     pick = lambda q: round(samples[min(len(samples) - 1, int(len(samples) * q))] * 1000)  # noqa: E731
     return {
         "cpu_share": round(share, 2),
+        "cpu_ms_per_ping": round(used * 1000 / max(1, pings[0]), 2),
         "vehicles": vehicles,
         "period_s": period,
         "samples": len(samples),

@@ -421,6 +421,8 @@ class KafkaBus:
         request_timeout_ms: int = 15000,
         session_timeout_ms: int = 10000,
         heartbeat_interval_ms: int = 3000,
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self.bootstrap = bootstrap_servers
         self.client_id = client_id
@@ -432,6 +434,9 @@ class KafkaBus:
         self.request_timeout_ms = request_timeout_ms
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        # A fetch is answered once it has fetch_min_bytes or has waited fetch_max_wait_ms: a consumer of many
+        # small events (the tracker's positions) gets them in fewer, larger batches (fewer transactions).
+        self.fetch_min_bytes, self.fetch_max_wait_ms = fetch_min_bytes, fetch_max_wait_ms
         self._producer: Any = None
         self._producer_ready = asyncio.Event()
         self._consumers: dict[int, _KafkaConsumerLoop] = {}
@@ -638,7 +643,8 @@ class _KafkaConsumerLoop:
             heartbeat_interval_ms=self.bus.heartbeat_interval_ms,
             request_timeout_ms=max(self.bus.request_timeout_ms, self.bus.session_timeout_ms + 1000),
             max_poll_records=500,
-            fetch_max_wait_ms=100,
+            fetch_min_bytes=self.bus.fetch_min_bytes,
+            fetch_max_wait_ms=self.bus.fetch_max_wait_ms,
             # Range assignment gives one member the same partitions of every topic it reads, so topics keyed
             # alike (routes.v1 and locations.v1 by vehicle) are co-partitioned: one member owns a vehicle.
             partition_assignment_strategy=(RangePartitionAssignor,),
@@ -730,5 +736,7 @@ def make_bus(settings: Any) -> Bus:
             request_timeout_ms=settings.kafka_request_timeout_ms,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            fetch_min_bytes=getattr(settings, "kafka_fetch_min_bytes", 1),
+            fetch_max_wait_ms=getattr(settings, "kafka_fetch_max_wait_ms", 100),
         )
     return InMemoryBus()

@@ -79,6 +79,7 @@ class Ingestor:
         self.db, self.clock, self.changes = db, clock, changes
         self.limits = settings.limits()
         self.flush_pings = settings.ingest_flush_pings
+        self.linger_s = settings.ingest_linger_ms / 1000
         self._queue: list[_Job] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -112,6 +113,7 @@ class Ingestor:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
+                await self._linger()
                 jobs: list[_Job] = []
                 size = 0
                 while self._queue and (not jobs or size + len(self._queue[0].items) <= self.flush_pings):
@@ -119,6 +121,15 @@ class Ingestor:
                     jobs.append(job)
                     size += len(job.items)
                 await self._flush_safely(jobs)
+
+    async def _linger(self) -> None:
+        """Give a flush that would be small a few milliseconds to grow: phones' single pings arrive one by one,
+        and each transaction costs far more than each ping in it."""
+        if self.linger_s <= 0 or sum(len(j.items) for j in self._queue) >= self.flush_pings:
+            return
+        wait = self.linger_s - (time.perf_counter() - self._queue[0].started)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _flush_safely(self, jobs: list[_Job]) -> None:
         try:

@@ -16,6 +16,10 @@ class TrackerSettings(CommonSettings):
     max_body_bytes: int = 3 * 1024 * 1024  # a completion may carry a photo and a signature
     outbox_batch: int = 5000  # a LocationReported per ping: the relay hands Kafka large batches
     consumer_batch: int = 500  # a partition's positions reach the ETA engine together (one transaction)
+    # Positions come by the hundred a second, a few hundred bytes each: a fetch waits up to 20 ms for 64 KiB,
+    # so that each partition's transaction takes a batch of them rather than one or two.
+    kafka_fetch_min_bytes: int = 64 * 1024
+    kafka_fetch_max_wait_ms: int = 20
 
     # The OsmAnd protocol (Traccar Client and other phone apps) on a port of its own, as Traccar serves it;
     # 0 lets the system pick a free port, -1 turns the listener off.
@@ -28,6 +32,9 @@ class TrackerSettings(CommonSettings):
     max_batch: int = Field(default=1000, ge=1)
     max_speed_mps: float = 70.0
     ingest_flush_pings: int = Field(default=5000, ge=1)
+    # A flush smaller than ingest_flush_pings waits until its oldest request is this old: fewer, larger
+    # transactions for single pings (OsmAnd) at the cost of a few milliseconds on their acknowledgement.
+    ingest_linger_ms: float = Field(default=5.0, ge=0)
     device_cache_s: float = 5.0  # a key revoked on another replica works about this long (+1 s) here
     device_rate_per_s: float = 50.0
     device_burst: float = 200.0
