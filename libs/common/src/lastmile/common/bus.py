@@ -662,9 +662,11 @@ class _KafkaConsumerLoop:
                     continue
                 self._idle.clear()
                 try:
-                    await asyncio.gather(
+                    done = await asyncio.gather(
                         *(self._partition(consumer, tp, recs) for tp, recs in batches.items())
                     )
+                    # One commit request for every partition of the fetch, not one round trip each.
+                    await self._commit(consumer, {tp: offset for tp, offset in done if offset is not None})
                 finally:
                     self._idle.set()
         finally:
@@ -672,10 +674,8 @@ class _KafkaConsumerLoop:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 10)
 
-    async def _partition(self, consumer: Any, tp: Any, records: list[Any]) -> None:
-        from aiokafka.errors import CommitFailedError, KafkaError
-        from aiokafka.structs import OffsetAndMetadata
-
+    async def _partition(self, consumer: Any, tp: Any, records: list[Any]) -> tuple[Any, int | None]:
+        """Handles a partition's records; returns the offset of the last one handled (None: none was)."""
         topic = self.bus.logical(tp.topic)
         done: int | None = None
         incoming = [
@@ -693,18 +693,25 @@ class _KafkaConsumerLoop:
                 await asyncio.sleep(1.0)
                 break
             done = chunk[-1].offset
-        if done is None:
+        return tp, done
+
+    async def _commit(self, consumer: Any, done: dict[Any, int]) -> None:
+        from aiokafka.errors import CommitFailedError, KafkaError
+        from aiokafka.structs import OffsetAndMetadata
+
+        if not done:
             return
         try:
-            await consumer.commit({tp: OffsetAndMetadata(done + 1, "")})
+            await consumer.commit({tp: OffsetAndMetadata(offset + 1, "") for tp, offset in done.items()})
         except (CommitFailedError, KafkaError) as exc:
-            # Partition moved to another member during a rebalance: it will redeliver; the inbox absorbs it.
-            log.warning("offset commit for %s failed (%s); records will be redelivered", tp, exc)
-        highwater = consumer.highwater(tp)
-        if highwater is not None:
-            metrics.CONSUMER_LAG.labels(self.sub.service, topic, str(tp.partition)).set(
-                max(0, highwater - done - 1)
-            )
+            # Partitions moved to another member during a rebalance: they will redeliver; the inbox absorbs it.
+            log.warning("offset commit for %s failed (%s); records will be redelivered", sorted(done), exc)
+        for tp, offset in done.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(
+                    self.sub.service, self.bus.logical(tp.topic), str(tp.partition)
+                ).set(max(0, highwater - offset - 1))
 
 
 class _RevokeListener(ConsumerRebalanceListener):

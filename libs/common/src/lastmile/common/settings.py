@@ -25,6 +25,7 @@ class CommonSettings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///var/lastmile.db"
     database_pool_size: int = 10
     database_echo: bool = False
+    database_pre_ping: bool = True  # test each pooled connection before use (see db.Database)
 
     bus: Literal["memory", "kafka"] = "memory"
     kafka_bootstrap_servers: str = "127.0.0.1:19092"

@@ -21,6 +21,10 @@ class TrackerSettings(CommonSettings):
     kafka_fetch_min_bytes: int = 64 * 1024
     kafka_fetch_max_wait_ms: int = 20
 
+    # Hundreds of transactions a second: a pre-ping (three round trips) before each cost more than any of them.
+    # Every caller handles a connection lost meanwhile as transient (503 and retry, redelivery, relay retry).
+    database_pre_ping: bool = False
+
     # The OsmAnd protocol (Traccar Client and other phone apps) on a port of its own, as Traccar serves it;
     # 0 lets the system pick a free port, -1 turns the listener off.
     osmand_port: int = 5055
