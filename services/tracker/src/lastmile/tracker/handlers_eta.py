@@ -3,9 +3,9 @@ what they produce on deliveries.v1 (out for delivery, ETA changed, arrived, dela
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +18,7 @@ from lastmile.tracker import domain_eta as engine
 from lastmile.tracker.deps import SOURCE, Deps
 from lastmile.tracker.domain import Fix
 from lastmile.tracker.domain_eta import Plan, Progress, Step
-from lastmile.tracker.store import RouteHead, RouteRow, StopRow, TrackerStore
+from lastmile.tracker.store import ProgressUpdate, RouteHead, RouteRow, StopRow, TrackerStore
 
 ETA_CHANGES = Counter("lastmile_tracker_eta_changes_total", "EtaChanged events published")
 ARRIVALS = Counter("lastmile_tracker_arrivals_total", "Arrivals at stops detected from positions")
@@ -111,7 +111,7 @@ async def on_locations(session: AsyncSession, reports: Sequence[ev.LocationRepor
         return
     store = TrackerStore(session)
     routes = await store.route_heads(list(fixes))
-    saved: list[dict[str, Any]] = []
+    saved: list[ProgressUpdate] = []
     steps: list[tuple[str, Step]] = []
     for vehicle, reports in fixes.items():
         route = routes.get(vehicle)
@@ -126,13 +126,13 @@ async def on_locations(session: AsyncSession, reports: Sequence[ev.LocationRepor
         starts = progress.started and route.status == "planned"
         seq = route.progress_seq + 1
         saved.append(
-            {
-                "rid": route.id,
-                "progress": engine.dump(progress),
-                "seq": seq,
-                "st": "started" if starts else route.status,
-                "started": now if starts else None,
-            }
+            ProgressUpdate(
+                route.id,
+                json.dumps(engine.dump(progress), separators=(",", ":")),
+                seq,
+                "started" if starts else route.status,
+                now if starts else None,
+            )
         )
         _cache_after_commit(session, deps, route.id, seq, progress)
         steps.append((vehicle, step))

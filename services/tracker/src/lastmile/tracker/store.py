@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -59,6 +59,34 @@ class RouteHead:
     status: str
     version: int
     progress_seq: int
+
+
+class ProgressUpdate(NamedTuple):
+    route_id: str
+    progress: str  # JSON
+    seq: int
+    status: str
+    started: datetime | None  # when the route started, if it did now (a start time already set is kept)
+
+
+_ROUTE_HEADS = (
+    "SELECT id, vehicle_id, status, version, progress_seq FROM routes "
+    "WHERE vehicle_id = ANY($1::varchar[]) AND status IN ('planned', 'started') "
+    "ORDER BY vehicle_id, service_date, start_at FOR UPDATE"
+)
+_SAVE_PROGRESS = (
+    "UPDATE routes AS r SET progress = u.progress::json, progress_seq = u.seq, status = u.st, "
+    "started_at = coalesce(r.started_at, u.started) "
+    "FROM unnest($1::varchar[], $2::text[], $3::int[], $4::varchar[], $5::timestamptz[]) "
+    "AS u(id, progress, seq, st, started) WHERE r.id = u.id"
+)
+
+
+_RECORD_ETAS = (
+    "UPDATE stops AS s SET eta = u.eta, arriving_at = coalesce(s.arriving_at, u.soon) "
+    "FROM unnest($1::varchar[], $2::timestamptz[], $3::timestamptz[]) AS u(order_id, eta, soon) "
+    "WHERE s.order_id = u.order_id AND s.status NOT IN ('delivered', 'failed')"
+)
 
 
 def _routes() -> sa.Table:
@@ -235,37 +263,56 @@ class TrackerStore:
 
     async def route_heads(self, vehicle_ids: Sequence[str]) -> dict[str, RouteHead]:
         """`current_routes` (locked) without the ORM: what the ETA engine needs of each vehicle's route, for a
-        batch of positions (the plan and the progress are cached in the process)."""
-        table = _routes()
-        query = (
-            sa.select(table.c.id, table.c.vehicle_id, table.c.status, table.c.version, table.c.progress_seq)
-            .where(table.c.vehicle_id.in_(sorted(set(vehicle_ids))), table.c.status.in_(OPEN_ROUTE))
-            .order_by(table.c.vehicle_id, table.c.service_date, table.c.start_at)
-        )
-        found: dict[str, RouteHead] = {}
-        for row in (await self.session.execute(self._locked(query, True))).all():
-            current = found.get(row.vehicle_id)
-            if current is None or (row.status == "started" and current.status != "started"):
-                found[row.vehicle_id] = RouteHead(
-                    row.id, row.vehicle_id, row.status, row.version, row.progress_seq
+        batch of positions (the plan and the progress are cached in the process). On PostgreSQL straight
+        through asyncpg: SQLAlchemy's statement handling cost more than the query."""
+        wanted = sorted(set(vehicle_ids))
+        if self.postgres:
+            rows = [tuple(r) for r in await (await self._driver()).fetch(_ROUTE_HEADS, wanted)]
+        else:
+            table = _routes()
+            query = (
+                sa.select(
+                    table.c.id, table.c.vehicle_id, table.c.status, table.c.version, table.c.progress_seq
                 )
+                .where(table.c.vehicle_id.in_(wanted), table.c.status.in_(OPEN_ROUTE))
+                .order_by(table.c.vehicle_id, table.c.service_date, table.c.start_at)
+            )
+            rows = [tuple(r) for r in (await self.session.execute(query)).all()]
+        found: dict[str, RouteHead] = {}
+        for row in rows:
+            head = RouteHead(*row)
+            current = found.get(head.vehicle_id)
+            if current is None or (head.status == "started" and current.status != "started"):
+                found[head.vehicle_id] = head
         return found
 
-    async def save_progress(self, updates: list[dict[str, Any]]) -> None:
-        """Each route's new progress in one statement: dicts of `rid`, `progress` (JSON), `seq`, `status` and
-        `started` (the start time, kept when one is set already)."""
+    async def save_progress(self, updates: list[ProgressUpdate]) -> None:
+        """Each route's new progress (JSON text), in one statement."""
+        if self.postgres:
+            columns = list(zip(*updates, strict=True))
+            await (await self._driver()).execute(_SAVE_PROGRESS, *columns)
+            return
         table = _routes()
         statement = (
             sa.update(table)
             .where(table.c.id == sa.bindparam("rid"))
             .values(
-                progress=sa.bindparam("progress", type_=sa.JSON),
+                progress=sa.func.json(sa.bindparam("progress")),
                 progress_seq=sa.bindparam("seq"),
                 status=sa.bindparam("st"),
                 started_at=sa.func.coalesce(table.c.started_at, sa.bindparam("started", type_=UtcDateTime)),
             )
         )
-        await self.session.execute(statement, updates)
+        rows = [
+            {"rid": u.route_id, "progress": u.progress, "seq": u.seq, "st": u.status, "started": u.started}
+            for u in updates
+        ]
+        await self.session.execute(statement, rows)
+
+    async def _driver(self) -> Any:
+        """The asyncpg connection under the session, in its transaction."""
+        raw = await (await self.session.connection()).get_raw_connection()
+        return raw.driver_connection
 
     async def snapshot(self, route_id: str) -> dict[str, Any]:
         query = sa.select(RouteRow.snapshot).where(RouteRow.id == route_id)
@@ -289,6 +336,14 @@ class TrackerStore:
 
     async def record_etas(self, etas: list[tuple[str, datetime, datetime | None]]) -> None:
         """(order, ETA published, when it became 'arriving soon' or None), for stops not yet completed."""
+        if self.postgres:  # one statement; an order twice: its last ETA, its first 'arriving soon'
+            latest: dict[str, tuple[datetime, datetime | None]] = {}
+            for order_id, eta, soon in etas:
+                before = latest.get(order_id)
+                latest[order_id] = (eta, before[1] if before and before[1] else soon)
+            columns = [list(latest), [v[0] for v in latest.values()], [v[1] for v in latest.values()]]
+            await (await self._driver()).execute(_RECORD_ETAS, *columns)
+            return
         table = cast(sa.Table, StopRow.__table__)
         statement = (
             sa.update(table)
