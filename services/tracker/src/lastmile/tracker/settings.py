@@ -16,10 +16,10 @@ class TrackerSettings(CommonSettings):
     max_body_bytes: int = 3 * 1024 * 1024  # a completion may carry a photo and a signature
     outbox_batch: int = 5000  # a LocationReported per ping: the relay hands Kafka large batches
     consumer_batch: int = 500  # a partition's positions reach the ETA engine together (one transaction)
-    # Positions come by the hundred a second, a few hundred bytes each: a fetch waits up to 20 ms for 64 KiB,
+    # Positions come by the hundred a second, a few hundred bytes each: a fetch waits up to 50 ms for 64 KiB,
     # so that each partition's transaction takes a batch of them rather than one or two.
     kafka_fetch_min_bytes: int = 64 * 1024
-    kafka_fetch_max_wait_ms: int = 20
+    kafka_fetch_max_wait_ms: int = 50
 
     # Hundreds of transactions a second: a pre-ping (three round trips) before each cost more than any of them.
     # Every caller handles a connection lost meanwhile as transient (503 and retry, redelivery, relay retry).
