@@ -192,6 +192,64 @@ class VehicleStateRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
+class TrackRow(NamedTuple):
+    """The part of a vehicle's state that judging its next pings needs."""
+
+    vehicle_id: str
+    lat: float
+    lon: float
+    recorded_at: datetime
+    accuracy_m: float | None
+    raw_lat: float
+    raw_lon: float
+    raw_at: datetime
+    raw_accuracy_m: float | None
+    suspect_streak: int
+
+
+VEHICLE_STATE_COLUMNS = (
+    "vehicle_id",
+    "device_id",
+    "lat",
+    "lon",
+    "recorded_at",
+    "accuracy_m",
+    "speed_mps",
+    "heading",
+    "battery",
+    "raw_lat",
+    "raw_lon",
+    "raw_at",
+    "raw_accuracy_m",
+    "suspect_streak",
+    "updated_at",
+)
+RAW_STATE_COLUMNS = ("vehicle_id", "raw_lat", "raw_lon", "raw_at", "raw_accuracy_m", "suspect_streak")
+_VEHICLE_TRACKS = (
+    f"SELECT {', '.join(TrackRow._fields)} FROM vehicle_state WHERE vehicle_id = ANY($1::varchar[]) "  # noqa: S608
+    "ORDER BY vehicle_id FOR UPDATE"
+)
+_STATE_TYPES = {"vehicle_id": "varchar", "device_id": "varchar", "suspect_streak": "int"}
+_STATE_TYPES.update({c: "timestamptz" for c in ("recorded_at", "raw_at", "updated_at")})
+
+
+def _unnest(columns: Sequence[str]) -> str:
+    arrays = ", ".join(f"${i + 1}::{_STATE_TYPES.get(c, 'float8')}[]" for i, c in enumerate(columns))
+    return f"unnest({arrays}) AS u({', '.join(columns)})"
+
+
+_UPSERT_STATES = (
+    f"INSERT INTO vehicle_state ({', '.join(VEHICLE_STATE_COLUMNS)}) "  # noqa: S608
+    f"SELECT * FROM {_unnest(VEHICLE_STATE_COLUMNS)} ON CONFLICT (vehicle_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in VEHICLE_STATE_COLUMNS[1:])
+)
+_UPDATE_RAW_STATES = (
+    "UPDATE vehicle_state AS v SET "  # noqa: S608
+    + ", ".join(f"{c} = u.{c}" for c in RAW_STATE_COLUMNS[1:])
+    + f" FROM {_unnest(RAW_STATE_COLUMNS)} WHERE v.vehicle_id = u.vehicle_id"
+)
+
+
 class TrackingRow(Base):
     """What the customer's tracking page shows of the order (the token itself is never stored)."""
 
@@ -364,17 +422,48 @@ class TrackerStore:
 
     # positions and vehicles
 
-    async def vehicle_states(
-        self, vehicle_ids: Sequence[str], *, lock: bool = False
-    ) -> dict[str, VehicleStateRow]:
-        if not vehicle_ids:
+    async def vehicle_tracks(self, vehicle_ids: Sequence[str]) -> dict[str, TrackRow]:
+        """What judging pings needs of each vehicle's state (locked, in one order for every writer: no
+        deadlocks); on PostgreSQL straight through asyncpg."""
+        wanted = sorted(set(vehicle_ids))
+        if not wanted:
             return {}
-        query = (
-            sa.select(VehicleStateRow)
-            .where(VehicleStateRow.vehicle_id.in_(sorted(set(vehicle_ids))))
-            .order_by(VehicleStateRow.vehicle_id)  # one lock order for every writer: no deadlocks
-        )
-        return {r.vehicle_id: r for r in (await self.session.execute(self._locked(query, lock))).scalars()}
+        if self.postgres:
+            rows = [TrackRow(*r) for r in await (await self._driver()).fetch(_VEHICLE_TRACKS, wanted)]
+        else:
+            table = cast(sa.Table, VehicleStateRow.__table__)
+            query = (
+                sa.select(*(table.c[c] for c in TrackRow._fields))
+                .where(table.c.vehicle_id.in_(wanted))
+                .order_by(table.c.vehicle_id)
+            )
+            rows = [TrackRow(*r) for r in (await self.session.execute(query)).all()]
+        return {r.vehicle_id: r for r in rows}
+
+    async def save_vehicle_states(self, moved: list[dict[str, Any]], raw: list[dict[str, Any]]) -> None:
+        """`moved`: whole rows (VEHICLE_STATE_COLUMNS), inserted or replacing the row; `raw`: only the latest
+        fix and the suspect streak (RAW_STATE_COLUMNS) of existing rows."""
+        table = cast(sa.Table, VehicleStateRow.__table__)
+        if self.postgres:
+            driver = await self._driver()
+            if moved:
+                await driver.execute(_UPSERT_STATES, *([r[c] for r in moved] for c in VEHICLE_STATE_COLUMNS))
+            if raw:
+                await driver.execute(_UPDATE_RAW_STATES, *([r[c] for r in raw] for c in RAW_STATE_COLUMNS))
+            return
+        if moved:
+            insert = sqlite.insert(table)
+            update = {c: insert.excluded[c] for c in VEHICLE_STATE_COLUMNS if c != "vehicle_id"}
+            await self.session.execute(
+                insert.on_conflict_do_update(index_elements=["vehicle_id"], set_=update), moved
+            )
+        if raw:
+            statement = (
+                sa.update(table)
+                .where(table.c.vehicle_id == sa.bindparam("vid"))
+                .values({c: sa.bindparam(c) for c in RAW_STATE_COLUMNS if c != "vehicle_id"})
+            )
+            await self.session.execute(statement, [{**r, "vid": r["vehicle_id"]} for r in raw])
 
     async def vehicle_state(self, vehicle_id: str) -> VehicleStateRow | None:
         return await self.session.get(VehicleStateRow, vehicle_id)
