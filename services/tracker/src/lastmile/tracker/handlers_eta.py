@@ -3,10 +3,10 @@ what they produce on deliveries.v1 (out for delivery, ETA changed, arrived, dela
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
+import orjson
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -128,7 +128,7 @@ async def on_locations(session: AsyncSession, reports: Sequence[ev.LocationRepor
         saved.append(
             ProgressUpdate(
                 route.id,
-                json.dumps(engine.dump(progress), separators=(",", ":")),
+                orjson.dumps(engine.dump(progress)).decode(),
                 seq,
                 "started" if starts else route.status,
                 now if starts else None,
