@@ -460,7 +460,8 @@ def write_docs(results: dict[str, Any], loads: list[str]) -> str:
         "(`LASTMILE_KAFKA_FETCH_MIN_BYTES` / `_MAX_WAIT_MS`). The tracker runs without the pool's pre-ping",
         "(`LASTMILE_DATABASE_PRE_PING`; three round trips per transaction). A position reaches deliveries.v1",
         "through two outbox hops (the ping's `LocationReported`, then the ETA engine's `EtaChanged`), each a relay",
-        "cycle (read, publish, delete).",
+        "cycle (read, publish, delete); the tracker's relay polls every 50 ms (`LASTMILE_OUTBOX_POLL_SECONDS`), as a commit",
+        "during a relay cycle otherwise waits for the next commit or the poll.",
         "",
     ]
     return "\n".join(lines)

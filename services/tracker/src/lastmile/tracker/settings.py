@@ -15,6 +15,10 @@ class TrackerSettings(CommonSettings):
     database_url: str = "sqlite+aiosqlite:///var/tracker.db"
     max_body_bytes: int = 3 * 1024 * 1024  # a completion may carry a photo and a signature
     outbox_batch: int = 5000  # a LocationReported per ping: the relay hands Kafka large batches
+    # The relay clears its wake-up signal after a cycle, so an event committed during the cycle waits for the
+    # next commit or this poll: with positions taking two outbox hops to become an EtaChanged, 0.5 s made the
+    # latency's tail. Idle, the shorter poll costs a cheap query every 50 ms.
+    outbox_poll_seconds: float = 0.05
     consumer_batch: int = 500  # a partition's positions reach the ETA engine together (one transaction)
     # Positions come by the hundred a second, a few hundred bytes each: a fetch waits up to 50 ms for 64 KiB,
     # so that each partition's transaction takes a batch of them rather than one or two.
