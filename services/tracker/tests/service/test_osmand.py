@@ -94,3 +94,13 @@ async def test_a_key_revoked_elsewhere_stops_working_within_seconds(start_tracke
             return reply.status_code == 401
 
         await eventually(refused, timeout=5, interval=0.2)
+
+
+async def test_other_methods_and_oversized_bodies_are_refused(tracker: Any) -> None:
+    async with httpx.AsyncClient(base_url=tracker.osmand_url) as phone:
+        refused = await phone.delete("/")
+        assert (refused.status_code, refused.headers["allow"]) == (405, "GET, HEAD, POST, PUT")
+        large = await phone.post("/", content=b"x" * (256 * 1024 + 1))
+        assert large.status_code == 413
+        assert large.json()["code"] == "payload-too-large"
+    assert tracker.bus.envelopes("locations.v1") == []

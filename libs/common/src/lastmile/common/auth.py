@@ -30,7 +30,11 @@ def same(a: str, b: str) -> bool:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    return bearer_from_header(request.headers.get("authorization", ""))
+
+
+def bearer_from_header(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header's value, or None."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None

@@ -421,6 +421,8 @@ class KafkaBus:
         request_timeout_ms: int = 15000,
         session_timeout_ms: int = 10000,
         heartbeat_interval_ms: int = 3000,
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self.bootstrap = bootstrap_servers
         self.client_id = client_id
@@ -432,6 +434,9 @@ class KafkaBus:
         self.request_timeout_ms = request_timeout_ms
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        # A fetch is answered once it has fetch_min_bytes or has waited fetch_max_wait_ms: a consumer of many
+        # small events (the tracker's positions) gets them in fewer, larger batches (fewer transactions).
+        self.fetch_min_bytes, self.fetch_max_wait_ms = fetch_min_bytes, fetch_max_wait_ms
         self._producer: Any = None
         self._producer_ready = asyncio.Event()
         self._consumers: dict[int, _KafkaConsumerLoop] = {}
@@ -671,7 +676,8 @@ class _KafkaConsumerLoop:
             heartbeat_interval_ms=self.bus.heartbeat_interval_ms,
             request_timeout_ms=max(self.bus.request_timeout_ms, self.bus.session_timeout_ms + 1000),
             max_poll_records=500,
-            fetch_max_wait_ms=100,
+            fetch_min_bytes=self.bus.fetch_min_bytes,
+            fetch_max_wait_ms=self.bus.fetch_max_wait_ms,
             # Range assignment gives one member the same partitions of every topic it reads, so topics keyed
             # alike (routes.v1 and locations.v1 by vehicle) are co-partitioned: one member owns a vehicle.
             partition_assignment_strategy=(RangePartitionAssignor,),
@@ -689,9 +695,11 @@ class _KafkaConsumerLoop:
                     continue
                 self._idle.clear()
                 try:
-                    await asyncio.gather(
+                    done = await asyncio.gather(
                         *(self._partition(consumer, tp, recs) for tp, recs in batches.items())
                     )
+                    # One commit request for every partition of the fetch, not one round trip each.
+                    await self._commit(consumer, {tp: offset for tp, offset in done if offset is not None})
                 finally:
                     self._idle.set()
         finally:
@@ -699,10 +707,8 @@ class _KafkaConsumerLoop:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 10)
 
-    async def _partition(self, consumer: Any, tp: Any, records: list[Any]) -> None:
-        from aiokafka.errors import CommitFailedError, KafkaError
-        from aiokafka.structs import OffsetAndMetadata
-
+    async def _partition(self, consumer: Any, tp: Any, records: list[Any]) -> tuple[Any, int | None]:
+        """Handles a partition's records; returns the offset of the last one handled (None: none was)."""
         topic = self.bus.logical(tp.topic)
         done: int | None = None
         incoming = [
@@ -720,18 +726,25 @@ class _KafkaConsumerLoop:
                 await asyncio.sleep(1.0)
                 break
             done = chunk[-1].offset
-        if done is None:
+        return tp, done
+
+    async def _commit(self, consumer: Any, done: dict[Any, int]) -> None:
+        from aiokafka.errors import CommitFailedError, KafkaError
+        from aiokafka.structs import OffsetAndMetadata
+
+        if not done:
             return
         try:
-            await consumer.commit({tp: OffsetAndMetadata(done + 1, "")})
+            await consumer.commit({tp: OffsetAndMetadata(offset + 1, "") for tp, offset in done.items()})
         except (CommitFailedError, KafkaError) as exc:
-            # Partition moved to another member during a rebalance: it will redeliver; the inbox absorbs it.
-            log.warning("offset commit for %s failed (%s); records will be redelivered", tp, exc)
-        highwater = consumer.highwater(tp)
-        if highwater is not None:
-            metrics.CONSUMER_LAG.labels(self.sub.service, topic, str(tp.partition)).set(
-                max(0, highwater - done - 1)
-            )
+            # Partitions moved to another member during a rebalance: they will redeliver; the inbox absorbs it.
+            log.warning("offset commit for %s failed (%s); records will be redelivered", sorted(done), exc)
+        for tp, offset in done.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(
+                    self.sub.service, self.bus.logical(tp.topic), str(tp.partition)
+                ).set(max(0, highwater - offset - 1))
 
 
 class _RevokeListener(ConsumerRebalanceListener):
@@ -763,5 +776,7 @@ def make_bus(settings: Any) -> Bus:
             request_timeout_ms=settings.kafka_request_timeout_ms,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            fetch_min_bytes=getattr(settings, "kafka_fetch_min_bytes", 1),
+            fetch_max_wait_ms=getattr(settings, "kafka_fetch_max_wait_ms", 100),
         )
     return InMemoryBus()

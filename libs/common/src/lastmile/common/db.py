@@ -101,10 +101,10 @@ def _is_sqlite_logic(exc: sa_exc.DBAPIError) -> bool:
 class Database:
     """Owns the engine and session factory; also the in-process signal that the outbox has new rows."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True) -> None:
         self.url = url
         self.dialect = sa.engine.make_url(url).get_backend_name()
-        self.engine: AsyncEngine = _make_engine(url, pool_size=pool_size, echo=echo)
+        self.engine: AsyncEngine = _make_engine(url, pool_size=pool_size, echo=echo, pre_ping=pre_ping)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.readers = async_sessionmaker(
             self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
@@ -174,7 +174,7 @@ def _upgrade(connection: sa.Connection, script_location: str, version_table: str
     command.upgrade(config, "head")
 
 
-def _make_engine(url: str, *, pool_size: int, echo: bool) -> AsyncEngine:
+def _make_engine(url: str, *, pool_size: int, echo: bool, pre_ping: bool = True) -> AsyncEngine:
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -187,7 +187,10 @@ def _make_engine(url: str, *, pool_size: int, echo: bool) -> AsyncEngine:
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # On asyncpg a pre-ping is three round trips (BEGIN, an empty query, ROLLBACK) per checkout. Without it
+        # a connection the server dropped fails its next use (a transient error: callers retry) and SQLAlchemy
+        # discards the pool's connections that are as old.
+        pool_pre_ping=pre_ping,
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 30},
     )

@@ -29,7 +29,10 @@ class Runtime:
         self.settings = settings
         self.service = settings.service
         self.db = Database(
-            settings.database_url, pool_size=settings.database_pool_size, echo=settings.database_echo
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            echo=settings.database_echo,
+            pre_ping=settings.database_pre_ping,
         )
         self.owns_bus = bus is None
         self.bus = bus if bus is not None else make_bus(settings)

@@ -25,6 +25,7 @@ class CommonSettings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///var/lastmile.db"
     database_pool_size: int = 10
     database_echo: bool = False
+    database_pre_ping: bool = True  # test each pooled connection before use (see db.Database)
 
     bus: Literal["memory", "kafka"] = "memory"
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
@@ -37,6 +38,9 @@ class CommonSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=10000, ge=6000)  # the broker's group.min.session.timeout.ms
     kafka_heartbeat_interval_ms: int = Field(default=3000, ge=100)
     kafka_publish_timeout_s: float = Field(default=60.0, gt=0)
+    # Consumers' fetches: answered once they hold this many bytes, or have waited this long.
+    kafka_fetch_min_bytes: int = Field(default=1, ge=1)
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=0)
     consumer_max_attempts: int = Field(default=5, ge=1)
     # Records of one partition handled in one transaction (1: one transaction per record).
     consumer_batch: int = Field(default=1, ge=1)

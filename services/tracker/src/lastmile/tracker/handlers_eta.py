@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import orjson
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +18,7 @@ from lastmile.tracker import domain_eta as engine
 from lastmile.tracker.deps import SOURCE, Deps
 from lastmile.tracker.domain import Fix
 from lastmile.tracker.domain_eta import Plan, Progress, Step
-from lastmile.tracker.store import RouteRow, StopRow, TrackerStore
+from lastmile.tracker.store import ProgressUpdate, RouteHead, RouteRow, StopRow, TrackerStore
 
 ETA_CHANGES = Counter("lastmile_tracker_eta_changes_total", "EtaChanged events published")
 ARRIVALS = Counter("lastmile_tracker_arrivals_total", "Arrivals at stops detected from positions")
@@ -98,7 +99,8 @@ async def on_location(
 
 
 async def on_locations(session: AsyncSession, reports: Sequence[ev.LocationReported], deps: Deps) -> None:
-    """Positions of a partition's vehicles, in order; suspect ones are kept out of the ETAs."""
+    """Positions of a partition's vehicles, in order; suspect ones are kept out of the ETAs. The whole batch
+    costs a few statements whatever its size: its routes (locked), their progress, the stops' ETAs."""
     now = deps.clock.now()
     fixes: dict[str, list[ev.LocationReported]] = {}
     for report in reports:
@@ -108,26 +110,43 @@ async def on_locations(session: AsyncSession, reports: Sequence[ev.LocationRepor
     if not fixes:
         return
     store = TrackerStore(session)
-    routes = await store.current_routes(list(fixes), lock=True)
+    routes = await store.route_heads(list(fixes))
+    saved: list[ProgressUpdate] = []
+    steps: list[tuple[str, Step]] = []
     for vehicle, reports in fixes.items():
         route = routes.get(vehicle)
         if route is None:
             continue
         plan = await plan_of(store, route, deps)
-        progress = deps.progress.take(route.id, route.progress_seq) or await _progress(store, route, plan)
+        progress = deps.progress.take(route.id, route.progress_seq) or await _progress(store, route.id, plan)
         step = Step(progress)
         for report in sorted(reports, key=lambda r: r.recorded_at):
             fix = Fix(report.lat, report.lon, report.recorded_at, report.accuracy_m)
             _merge(step, engine.observe(plan, progress, fix, now, deps.eta))
-        await apply(session, store, route, plan, step, deps)
+        starts = progress.started and route.status == "planned"
+        seq = route.progress_seq + 1
+        saved.append(
+            ProgressUpdate(
+                route.id,
+                orjson.dumps(engine.dump(progress)).decode(),
+                seq,
+                "started" if starts else route.status,
+                now if starts else None,
+            )
+        )
+        _cache_after_commit(session, deps, route.id, seq, progress)
+        steps.append((vehicle, step))
+    if saved:
+        await store.save_progress(saved)
+        await publish(session, store, steps, deps)
 
 
-async def _progress(store: TrackerStore, route: RouteRow, plan: Plan) -> Progress:
-    saved = await store.progress(route.id)
+async def _progress(store: TrackerStore, route_id: str, plan: Plan) -> Progress:
+    saved = await store.progress(route_id)
     return engine.load(saved) if saved else Progress.begin(plan)
 
 
-async def plan_of(store: TrackerStore, route: RouteRow, deps: Deps) -> Plan:
+async def plan_of(store: TrackerStore, route: RouteRow | RouteHead, deps: Deps) -> Plan:
     plan = deps.plans.get(route.id, route.version)
     if plan is None:
         snapshot = ev.RouteSnapshot.model_validate(await store.snapshot(route.id))
@@ -141,35 +160,49 @@ def _merge(into: Step, step: Step) -> None:
     into.etas.update(step.etas)
 
 
+def _cache_after_commit(
+    session: AsyncSession, deps: Deps, route_id: str, seq: int, progress: Progress
+) -> None:
+    Database.after_commit(session, lambda: deps.progress.put(route_id, seq, progress))
+
+
 async def apply(
     session: AsyncSession, store: TrackerStore, route: RouteRow, plan: Plan, step: Step, deps: Deps
 ) -> None:
-    """Save the engine's progress, publish its events and keep the stops' rows in step with them."""
-    now = deps.clock.now()
+    """Save the engine's progress (of a route loaded whole), publish its events and keep the stops' rows in
+    step with them."""
     route.progress, route.progress_seq = engine.dump(step.progress), route.progress_seq + 1
-    route_id, seq, progress = route.id, route.progress_seq, step.progress
-    Database.after_commit(session, lambda: deps.progress.put(route_id, seq, progress))
+    _cache_after_commit(session, deps, route.id, route.progress_seq, step.progress)
     if step.progress.started and route.status == "planned":
-        route.status, route.started_at = "started", now
-    for event in step.events:
+        route.status, route.started_at = "started", deps.clock.now()
+    await publish(session, store, [(route.vehicle_id, step)], deps)
+
+
+async def publish(
+    session: AsyncSession, store: TrackerStore, steps: Sequence[tuple[str, Step]], deps: Deps
+) -> None:
+    """The engine's events (of each vehicle's step) in the outbox, and the stops' rows in step with them."""
+    events = [event for _, step in steps for event in step.events]
+    for event in events:
         outbox.stage(session, event.TOPIC, event.key(), event.serialised(SOURCE))
-    moves = [e for e in step.events if isinstance(e, ev.OutForDelivery | ev.Arrived)]  # rare: rows loaded
+    moves = [e for e in events if isinstance(e, ev.OutForDelivery | ev.Arrived)]  # rare: rows loaded
     if moves:
         stops = await store.stops_of([e.order_id for e in moves])
         for event in moves:
             if event.order_id in stops:
                 _follow_event(stops[event.order_id], event)
         await session.flush()  # before the bulk update below, which must have the last word on ETAs
-    changes = [e for e in step.events if isinstance(e, ev.EtaChanged)]  # frequent: one statement, no loading
+    changes = [e for e in events if isinstance(e, ev.EtaChanged)]  # frequent: one statement, no loading
     if changes:
         await store.record_etas([(e.order_id, e.eta, e.at if e.arriving_soon else None) for e in changes])
-    ETA_CHANGES.inc(sum(isinstance(e, ev.EtaChanged) for e in step.events))
-    ARRIVALS.inc(sum(isinstance(e, ev.Arrived) for e in step.events))
-    DELAYS.inc(sum(isinstance(e, ev.DeliveryDelayed) for e in step.events))
-    for error in step.errors:
-        ETA_HORIZON_ERROR.labels(f"{error.horizon_s // 60}m", error.source).observe(error.error_s)
-    vehicle = route.vehicle_id
-    Database.after_commit(session, lambda: deps.changes.notify([vehicle]))
+    ETA_CHANGES.inc(len(changes))
+    ARRIVALS.inc(sum(isinstance(e, ev.Arrived) for e in events))
+    DELAYS.inc(sum(isinstance(e, ev.DeliveryDelayed) for e in events))
+    for _, step in steps:
+        for error in step.errors:
+            ETA_HORIZON_ERROR.labels(f"{error.horizon_s // 60}m", error.source).observe(error.error_s)
+    vehicles = [vehicle for vehicle, _ in steps]
+    Database.after_commit(session, lambda: deps.changes.notify(vehicles))
 
 
 def _follow_event(stop: StopRow, event: ev.Payload) -> None:

@@ -30,7 +30,7 @@ from lastmile.tracker import domain
 from lastmile.tracker.deps import SOURCE, Changes, Device
 from lastmile.tracker.domain import Fix, Limits, Outcome, PingIn, Track
 from lastmile.tracker.settings import TrackerSettings
-from lastmile.tracker.store import TrackerStore, VehicleStateRow
+from lastmile.tracker.store import TrackerStore, TrackRow
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ ROUTES_ACTIVE = Gauge("lastmile_tracker_routes_active", "Routes being driven (st
 POSITIONS_PURGED = Counter("lastmile_tracker_positions_purged_total", "Positions deleted after retention")
 
 Item = PingIn | Outcome  # a parsed ping, or why it could not be parsed
+Row = dict[str, Any]
 
 
 def count_rejected(reason: str, n: int = 1) -> None:
@@ -79,6 +80,7 @@ class Ingestor:
         self.db, self.clock, self.changes = db, clock, changes
         self.limits = settings.limits()
         self.flush_pings = settings.ingest_flush_pings
+        self.linger_s = settings.ingest_linger_ms / 1000
         self._queue: list[_Job] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -112,6 +114,7 @@ class Ingestor:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
+                await self._linger()
                 jobs: list[_Job] = []
                 size = 0
                 while self._queue and (not jobs or size + len(self._queue[0].items) <= self.flush_pings):
@@ -119,6 +122,15 @@ class Ingestor:
                     jobs.append(job)
                     size += len(job.items)
                 await self._flush_safely(jobs)
+
+    async def _linger(self) -> None:
+        """Give a flush that would be small a few milliseconds to grow: phones' single pings arrive one by one,
+        and each transaction costs far more than each ping in it."""
+        if self.linger_s <= 0 or sum(len(j.items) for j in self._queue) >= self.flush_pings:
+            return
+        wait = self.linger_s - (time.perf_counter() - self._queue[0].started)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _flush_safely(self, jobs: list[_Job]) -> None:
         try:
@@ -152,7 +164,7 @@ class Ingestor:
         async with self.db.transaction() as session:
             store = TrackerStore(session)
             vehicles = sorted({j.device.vehicle_id for j in jobs})
-            states = await store.vehicle_states(vehicles, lock=True)
+            states = await store.vehicle_tracks(vehicles)
             batch = _Batch({v: _track(states.get(v)) for v in vehicles}, self.limits)
             for job in jobs:
                 batch.judge(job)
@@ -165,7 +177,9 @@ class Ingestor:
                 published.append(_location(job, ping, job.outcomes[index] == "suspect"))
             for location in published:
                 outbox.stage(session, ev.LOCATIONS, location.vehicle_id, location.serialised(SOURCE))
-            moved = batch.save(session, states, self.clock.now())
+            rows, raw = batch.states(states, self.clock.now())
+            await store.save_vehicle_states(rows, raw)
+            moved = [r["vehicle_id"] for r in rows]
             session.info.setdefault("after_commit", []).append(lambda: self.changes.notify(moved))
 
 
@@ -199,35 +213,43 @@ class _Batch:
                     self.newest_ok[vehicle] = (ping, job.device.id)
             job.outcomes[index] = outcome
 
-    def save(self, session: Any, states: dict[str, VehicleStateRow], now: datetime) -> list[str]:
-        """Write each vehicle's new track; returns the vehicles whose live position moved."""
-        moved = []
+    def states(self, existing: dict[str, TrackRow], now: datetime) -> tuple[list[Row], list[Row]]:
+        """Each vehicle's new state: whole rows for those whose live position moved (inserted or replaced),
+        the latest fix and suspect streak only for those whose did not."""
+        moved: list[Row] = []
+        raw: list[Row] = []
         for vehicle, track in self.tracks.items():
             if track is self.initial[vehicle] or track.latest is None:
                 continue
-            row = states.get(vehicle)
-            if row is None:
-                if vehicle not in self.newest_ok:
-                    continue  # a first ping that is suspect: nothing to show yet
-                row = VehicleStateRow(vehicle_id=vehicle, suspect_streak=0)
-                session.add(row)
-            row.raw_lat, row.raw_lon, row.raw_at = track.latest.lat, track.latest.lon, track.latest.at
-            row.raw_accuracy_m, row.suspect_streak = track.latest.accuracy_m, track.streak
+            latest = {
+                "vehicle_id": vehicle,
+                "raw_lat": track.latest.lat,
+                "raw_lon": track.latest.lon,
+                "raw_at": track.latest.at,
+                "raw_accuracy_m": track.latest.accuracy_m,
+                "suspect_streak": track.streak,
+            }
             if vehicle in self.newest_ok:
                 ping, device_id = self.newest_ok[vehicle]
-                row.device_id, row.lat, row.lon, row.recorded_at = (
-                    device_id,
-                    ping.lat,
-                    ping.lon,
-                    ping.recorded_at,
+                latest.update(
+                    device_id=device_id,
+                    lat=ping.lat,
+                    lon=ping.lon,
+                    recorded_at=ping.recorded_at,
+                    accuracy_m=ping.accuracy_m,
+                    speed_mps=ping.speed_mps,
+                    heading=ping.heading,
+                    battery=ping.battery,
+                    updated_at=now,
                 )
-                row.accuracy_m, row.speed_mps, row.heading = ping.accuracy_m, ping.speed_mps, ping.heading
-                row.battery, row.updated_at = ping.battery, now
-                moved.append(vehicle)
-        return moved
+                moved.append(latest)
+            elif vehicle in existing:
+                raw.append(latest)
+            # else: a first ping that is suspect: nothing to show yet
+        return moved, raw
 
 
-def _track(row: VehicleStateRow | None) -> Track:
+def _track(row: TrackRow | None) -> Track:
     if row is None:
         return Track()
     good = Fix(row.lat, row.lon, row.recorded_at, row.accuracy_m)

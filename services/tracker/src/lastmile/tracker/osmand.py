@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,16 +31,14 @@ from urllib.parse import parse_qsl
 
 import uvicorn
 from pydantic import ValidationError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from lastmile.common.auth import bearer_token
+from lastmile.common import metrics
+from lastmile.common.auth import bearer_from_header
 from lastmile.common.db import is_transient
-from lastmile.common.errors import LastmileError
+from lastmile.common.errors import PROBLEM_JSON, LastmileError
 from lastmile.common.serve import uvicorn_config
-from lastmile.common.web import EdgeMiddleware
+from lastmile.common.web import PayloadTooLarge
 from lastmile.tracker import handlers
 from lastmile.tracker.deps import Deps
 from lastmile.tracker.domain import KNOT_MPS, PingIn, rejection_for
@@ -165,45 +164,113 @@ def _time(value: Any, received_at: datetime) -> datetime:
 # The listener
 
 
-def create_osmand_app(deps: Deps) -> Any:
-    """An ASGI app that takes OsmAnd reports on every path."""
+ALLOWED = frozenset({"GET", "HEAD", "POST", "PUT"})
+ROUTE = "/{path:path}"  # the route label of the listener's HTTP metrics (every path is the same route)
+PLAIN = [(b"content-type", b"text/plain; charset=utf-8")]
 
-    async def report(request: Request) -> Response:
+
+class OsmAndApp:
+    """The OsmAnd port's ASGI app, on every path: no framework between uvicorn and the ingestor (a phone's
+    report is a query string and a reply code; a router, request objects and exception middlewares cost more
+    than the rest of the request). It does what the service's HTTP edge does for this port: body limit (413),
+    request metrics."""
+
+    def __init__(self, deps: Deps, max_body: int = MAX_BODY) -> None:
+        self.deps, self.max_body = deps, max_body
+        self.service = deps.settings.service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan here: the tracker app's own owns everything this app uses
+        started = time.perf_counter()
+        method: str = scope["method"]
+        status = 500
         try:
-            body = await request.body()
-            received = _params(request, body)
-            parsed = parse(received[0], received[1], deps.clock.now())
+            status, headers, text = await self._answer(scope, receive, method)
+            body = text.encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [*headers, (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            metrics.HTTP_REQUESTS.labels(self.service, method, ROUTE, str(status)).inc()
+            metrics.HTTP_LATENCY.labels(self.service, method, ROUTE).observe(time.perf_counter() - started)
+
+    async def _answer(self, scope: Scope, receive: Receive, method: str) -> Answer:
+        if method not in ALLOWED:
+            return 405, [*PLAIN, (b"allow", b"GET, HEAD, POST, PUT")], "Method Not Allowed"
+        content_type = authorization = ""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                return _too_large(self.max_body, scope["path"])
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return 400, PLAIN, "Bad request: the client went away"
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                return _too_large(self.max_body, scope["path"])
+        try:
+            query = scope["query_string"].decode("latin-1")
+            params = dict(parse_qsl(query, keep_blank_values=True)) if query else {}
+            received = _params(params, content_type, body)
+            parsed = parse(received[0], received[1], self.deps.clock.now())
         except (Malformed, ValueError, UnicodeDecodeError) as exc:
             count_rejected("invalid")
-            return PlainTextResponse(f"Bad request: {exc}", status_code=400)
+            return 400, PLAIN, f"Bad request: {exc}"
+        return await self._ingest(parsed, authorization)
+
+    async def _ingest(self, parsed: Report, authorization: str) -> Answer:
+        deps = self.deps
         try:
-            device = await handlers.authenticate_device(
-                parsed.key or bearer_token(request), deps, parsed.device_id
-            )
+            key = parsed.key or bearer_from_header(authorization)
+            device = await handlers.authenticate_device(key, deps, parsed.device_id)
             wait = deps.rates.take(device.id)
             if wait > 0:
                 count_rejected("rate_limited", len(parsed.items))
-                return PlainTextResponse("Too many requests", 429, {"Retry-After": str(max(1, round(wait)))})
+                retry = str(max(1, round(wait))).encode()
+                return 429, [*PLAIN, (b"retry-after", retry)], "Too many requests"
             await deps.ingestor.submit(device, parsed.items, "osmand")
         except LastmileError as exc:
             if exc.status == 401:
                 count_rejected("unauthorized", len(parsed.items))
-            return PlainTextResponse(exc.detail or exc.title, exc.status, exc.headers)
+            extra = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+            return exc.status, [*PLAIN, *extra], exc.detail or exc.title
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            return PlainTextResponse("Unavailable; retry", 503, {"Retry-After": "5"})
-        return Response(status_code=200)
-
-    app = Starlette(routes=[Route("/{path:path}", report, methods=["GET", "POST", "PUT"], name="osmand")])
-    return EdgeMiddleware(app, service=deps.settings.service, max_body=MAX_BODY, limits={})
+            return 503, [*PLAIN, (b"retry-after", b"5")], "Unavailable; retry"
+        return 200, [], ""
 
 
-def _params(request: Request, body: bytes) -> tuple[dict[str, str], Any]:
-    params = dict(request.query_params)
+Answer = tuple[int, list[tuple[bytes, bytes]], str]
+
+
+def _too_large(limit: int, path: str) -> Answer:
+    error = PayloadTooLarge(f"The body exceeds {limit} bytes")
+    problem = error.problem(path).model_dump_json(exclude_none=True)
+    return 413, [(b"content-type", PROBLEM_JSON.encode()), (b"connection", b"close")], problem
+
+
+def create_osmand_app(deps: Deps) -> Any:
+    """An ASGI app that takes OsmAnd reports on every path."""
+    return OsmAndApp(deps)
+
+
+def _params(params: dict[str, str], content_type: str, body: bytes) -> tuple[dict[str, str], Any]:
     if not body.strip():
         return params, None
-    content_type = request.headers.get("content-type", "")
     if "json" in content_type or body.lstrip().startswith(b"{"):
         return params, json.loads(body)
     return {**dict(parse_qsl(body.decode("ascii"), keep_blank_values=True)), **params}, None

@@ -15,7 +15,19 @@ class TrackerSettings(CommonSettings):
     database_url: str = "sqlite+aiosqlite:///var/tracker.db"
     max_body_bytes: int = 3 * 1024 * 1024  # a completion may carry a photo and a signature
     outbox_batch: int = 5000  # a LocationReported per ping: the relay hands Kafka large batches
+    # The relay clears its wake-up signal after a cycle, so an event committed during the cycle waits for the
+    # next commit or this poll: with positions taking two outbox hops to become an EtaChanged, 0.5 s made the
+    # latency's tail. Idle, the shorter poll costs a cheap query every 50 ms.
+    outbox_poll_seconds: float = 0.05
     consumer_batch: int = 500  # a partition's positions reach the ETA engine together (one transaction)
+    # Positions come by the hundred a second, a few hundred bytes each: a fetch waits up to 50 ms for 64 KiB,
+    # so that each partition's transaction takes a batch of them rather than one or two.
+    kafka_fetch_min_bytes: int = 64 * 1024
+    kafka_fetch_max_wait_ms: int = 50
+
+    # Hundreds of transactions a second: a pre-ping (three round trips) before each cost more than any of them.
+    # Every caller handles a connection lost meanwhile as transient (503 and retry, redelivery, relay retry).
+    database_pre_ping: bool = False
 
     # The OsmAnd protocol (Traccar Client and other phone apps) on a port of its own, as Traccar serves it;
     # 0 lets the system pick a free port, -1 turns the listener off.
@@ -28,6 +40,9 @@ class TrackerSettings(CommonSettings):
     max_batch: int = Field(default=1000, ge=1)
     max_speed_mps: float = 70.0
     ingest_flush_pings: int = Field(default=5000, ge=1)
+    # A flush smaller than ingest_flush_pings waits until its oldest request is this old: fewer, larger
+    # transactions for single pings (OsmAnd) at the cost of a few milliseconds on their acknowledgement.
+    ingest_linger_ms: float = Field(default=5.0, ge=0)
     device_cache_s: float = 5.0  # a key revoked on another replica works about this long (+1 s) here
     device_rate_per_s: float = 50.0
     device_burst: float = 200.0

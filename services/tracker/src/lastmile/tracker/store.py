@@ -4,8 +4,9 @@ queries."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,6 +48,49 @@ class RouteRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteHead:
+    """A route's row without its snapshot and progress (see `TrackerStore.route_heads`)."""
+
+    id: str
+    vehicle_id: str
+    status: str
+    version: int
+    progress_seq: int
+
+
+class ProgressUpdate(NamedTuple):
+    route_id: str
+    progress: str  # JSON
+    seq: int
+    status: str
+    started: datetime | None  # when the route started, if it did now (a start time already set is kept)
+
+
+_ROUTE_HEADS = (
+    "SELECT id, vehicle_id, status, version, progress_seq FROM routes "
+    "WHERE vehicle_id = ANY($1::varchar[]) AND status IN ('planned', 'started') "
+    "ORDER BY vehicle_id, service_date, start_at FOR UPDATE"
+)
+_SAVE_PROGRESS = (
+    "UPDATE routes AS r SET progress = u.progress::json, progress_seq = u.seq, status = u.st, "
+    "started_at = coalesce(r.started_at, u.started) "
+    "FROM unnest($1::varchar[], $2::text[], $3::int[], $4::varchar[], $5::timestamptz[]) "
+    "AS u(id, progress, seq, st, started) WHERE r.id = u.id"
+)
+
+
+_RECORD_ETAS = (
+    "UPDATE stops AS s SET eta = u.eta, arriving_at = coalesce(s.arriving_at, u.soon) "
+    "FROM unnest($1::varchar[], $2::timestamptz[], $3::timestamptz[]) AS u(order_id, eta, soon) "
+    "WHERE s.order_id = u.order_id AND s.status NOT IN ('delivered', 'failed')"
+)
+
+
+def _routes() -> sa.Table:
+    return cast(sa.Table, RouteRow.__table__)
 
 
 class StopRow(Base):
@@ -148,6 +192,64 @@ class VehicleStateRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
+class TrackRow(NamedTuple):
+    """The part of a vehicle's state that judging its next pings needs."""
+
+    vehicle_id: str
+    lat: float
+    lon: float
+    recorded_at: datetime
+    accuracy_m: float | None
+    raw_lat: float
+    raw_lon: float
+    raw_at: datetime
+    raw_accuracy_m: float | None
+    suspect_streak: int
+
+
+VEHICLE_STATE_COLUMNS = (
+    "vehicle_id",
+    "device_id",
+    "lat",
+    "lon",
+    "recorded_at",
+    "accuracy_m",
+    "speed_mps",
+    "heading",
+    "battery",
+    "raw_lat",
+    "raw_lon",
+    "raw_at",
+    "raw_accuracy_m",
+    "suspect_streak",
+    "updated_at",
+)
+RAW_STATE_COLUMNS = ("vehicle_id", "raw_lat", "raw_lon", "raw_at", "raw_accuracy_m", "suspect_streak")
+_VEHICLE_TRACKS = (
+    f"SELECT {', '.join(TrackRow._fields)} FROM vehicle_state WHERE vehicle_id = ANY($1::varchar[]) "  # noqa: S608
+    "ORDER BY vehicle_id FOR UPDATE"
+)
+_STATE_TYPES = {"vehicle_id": "varchar", "device_id": "varchar", "suspect_streak": "int"}
+_STATE_TYPES.update({c: "timestamptz" for c in ("recorded_at", "raw_at", "updated_at")})
+
+
+def _unnest(columns: Sequence[str]) -> str:
+    arrays = ", ".join(f"${i + 1}::{_STATE_TYPES.get(c, 'float8')}[]" for i, c in enumerate(columns))
+    return f"unnest({arrays}) AS u({', '.join(columns)})"
+
+
+_UPSERT_STATES = (
+    f"INSERT INTO vehicle_state ({', '.join(VEHICLE_STATE_COLUMNS)}) "  # noqa: S608
+    f"SELECT * FROM {_unnest(VEHICLE_STATE_COLUMNS)} ON CONFLICT (vehicle_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in VEHICLE_STATE_COLUMNS[1:])
+)
+_UPDATE_RAW_STATES = (
+    "UPDATE vehicle_state AS v SET "  # noqa: S608
+    + ", ".join(f"{c} = u.{c}" for c in RAW_STATE_COLUMNS[1:])
+    + f" FROM {_unnest(RAW_STATE_COLUMNS)} WHERE v.vehicle_id = u.vehicle_id"
+)
+
+
 class TrackingRow(Base):
     """What the customer's tracking page shows of the order (the token itself is never stored)."""
 
@@ -217,6 +319,59 @@ class TrackerStore:
                 found[row.vehicle_id] = row
         return found
 
+    async def route_heads(self, vehicle_ids: Sequence[str]) -> dict[str, RouteHead]:
+        """`current_routes` (locked) without the ORM: what the ETA engine needs of each vehicle's route, for a
+        batch of positions (the plan and the progress are cached in the process). On PostgreSQL straight
+        through asyncpg: SQLAlchemy's statement handling cost more than the query."""
+        wanted = sorted(set(vehicle_ids))
+        if self.postgres:
+            rows = [tuple(r) for r in await (await self._driver()).fetch(_ROUTE_HEADS, wanted)]
+        else:
+            table = _routes()
+            query = (
+                sa.select(
+                    table.c.id, table.c.vehicle_id, table.c.status, table.c.version, table.c.progress_seq
+                )
+                .where(table.c.vehicle_id.in_(wanted), table.c.status.in_(OPEN_ROUTE))
+                .order_by(table.c.vehicle_id, table.c.service_date, table.c.start_at)
+            )
+            rows = [tuple(r) for r in (await self.session.execute(query)).all()]
+        found: dict[str, RouteHead] = {}
+        for row in rows:
+            head = RouteHead(*row)
+            current = found.get(head.vehicle_id)
+            if current is None or (head.status == "started" and current.status != "started"):
+                found[head.vehicle_id] = head
+        return found
+
+    async def save_progress(self, updates: list[ProgressUpdate]) -> None:
+        """Each route's new progress (JSON text), in one statement."""
+        if self.postgres:
+            columns = list(zip(*updates, strict=True))
+            await (await self._driver()).execute(_SAVE_PROGRESS, *columns)
+            return
+        table = _routes()
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("rid"))
+            .values(
+                progress=sa.func.json(sa.bindparam("progress")),
+                progress_seq=sa.bindparam("seq"),
+                status=sa.bindparam("st"),
+                started_at=sa.func.coalesce(table.c.started_at, sa.bindparam("started", type_=UtcDateTime)),
+            )
+        )
+        rows = [
+            {"rid": u.route_id, "progress": u.progress, "seq": u.seq, "st": u.status, "started": u.started}
+            for u in updates
+        ]
+        await self.session.execute(statement, rows)
+
+    async def _driver(self) -> Any:
+        """The asyncpg connection under the session, in its transaction."""
+        raw = await (await self.session.connection()).get_raw_connection()
+        return raw.driver_connection
+
     async def snapshot(self, route_id: str) -> dict[str, Any]:
         query = sa.select(RouteRow.snapshot).where(RouteRow.id == route_id)
         snapshot: dict[str, Any] = (await self.session.execute(query)).scalar_one()
@@ -239,6 +394,14 @@ class TrackerStore:
 
     async def record_etas(self, etas: list[tuple[str, datetime, datetime | None]]) -> None:
         """(order, ETA published, when it became 'arriving soon' or None), for stops not yet completed."""
+        if self.postgres:  # one statement; an order twice: its last ETA, its first 'arriving soon'
+            latest: dict[str, tuple[datetime, datetime | None]] = {}
+            for order_id, eta, soon in etas:
+                before = latest.get(order_id)
+                latest[order_id] = (eta, before[1] if before and before[1] else soon)
+            columns = [list(latest), [v[0] for v in latest.values()], [v[1] for v in latest.values()]]
+            await (await self._driver()).execute(_RECORD_ETAS, *columns)
+            return
         table = cast(sa.Table, StopRow.__table__)
         statement = (
             sa.update(table)
@@ -259,17 +422,48 @@ class TrackerStore:
 
     # positions and vehicles
 
-    async def vehicle_states(
-        self, vehicle_ids: Sequence[str], *, lock: bool = False
-    ) -> dict[str, VehicleStateRow]:
-        if not vehicle_ids:
+    async def vehicle_tracks(self, vehicle_ids: Sequence[str]) -> dict[str, TrackRow]:
+        """What judging pings needs of each vehicle's state (locked, in one order for every writer: no
+        deadlocks); on PostgreSQL straight through asyncpg."""
+        wanted = sorted(set(vehicle_ids))
+        if not wanted:
             return {}
-        query = (
-            sa.select(VehicleStateRow)
-            .where(VehicleStateRow.vehicle_id.in_(sorted(set(vehicle_ids))))
-            .order_by(VehicleStateRow.vehicle_id)  # one lock order for every writer: no deadlocks
-        )
-        return {r.vehicle_id: r for r in (await self.session.execute(self._locked(query, lock))).scalars()}
+        if self.postgres:
+            rows = [TrackRow(*r) for r in await (await self._driver()).fetch(_VEHICLE_TRACKS, wanted)]
+        else:
+            table = cast(sa.Table, VehicleStateRow.__table__)
+            query = (
+                sa.select(*(table.c[c] for c in TrackRow._fields))
+                .where(table.c.vehicle_id.in_(wanted))
+                .order_by(table.c.vehicle_id)
+            )
+            rows = [TrackRow(*r) for r in (await self.session.execute(query)).all()]
+        return {r.vehicle_id: r for r in rows}
+
+    async def save_vehicle_states(self, moved: list[dict[str, Any]], raw: list[dict[str, Any]]) -> None:
+        """`moved`: whole rows (VEHICLE_STATE_COLUMNS), inserted or replacing the row; `raw`: only the latest
+        fix and the suspect streak (RAW_STATE_COLUMNS) of existing rows."""
+        table = cast(sa.Table, VehicleStateRow.__table__)
+        if self.postgres:
+            driver = await self._driver()
+            if moved:
+                await driver.execute(_UPSERT_STATES, *([r[c] for r in moved] for c in VEHICLE_STATE_COLUMNS))
+            if raw:
+                await driver.execute(_UPDATE_RAW_STATES, *([r[c] for r in raw] for c in RAW_STATE_COLUMNS))
+            return
+        if moved:
+            insert = sqlite.insert(table)
+            update = {c: insert.excluded[c] for c in VEHICLE_STATE_COLUMNS if c != "vehicle_id"}
+            await self.session.execute(
+                insert.on_conflict_do_update(index_elements=["vehicle_id"], set_=update), moved
+            )
+        if raw:
+            statement = (
+                sa.update(table)
+                .where(table.c.vehicle_id == sa.bindparam("vid"))
+                .values({c: sa.bindparam(c) for c in RAW_STATE_COLUMNS if c != "vehicle_id"})
+            )
+            await self.session.execute(statement, [{**r, "vid": r["vehicle_id"]} for r in raw])
 
     async def vehicle_state(self, vehicle_id: str) -> VehicleStateRow | None:
         return await self.session.get(VehicleStateRow, vehicle_id)
