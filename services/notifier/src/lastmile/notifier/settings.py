@@ -20,6 +20,10 @@ class NotifierSettings(CommonSettings):
     database_url: str = "sqlite+aiosqlite:///var/notifier.db"
     # Many delivery events in one transaction: the per-event database round trips are most of the cost.
     consumer_batch: int = Field(default=100, ge=1)
+    # Delivery events are keyed by order over many partitions: a fetch holds a few per partition, so the batches
+    # take every partition's records, and wait a little for more (a fraction of the one-second latency goal).
+    consumer_across_partitions: bool = True
+    consumer_linger_seconds: float = Field(default=0.05, ge=0)
     # Where this service is reached from outside: provider callbacks and unsubscribe links point here.
     notifier_url: str | None = None
 

@@ -118,6 +118,41 @@ OPEN = ("pending", "sending")
 NOTIFICATIONS = cast(sa.Table, NotificationRow.__table__)
 
 
+def is_postgres(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+def one_of(session: AsyncSession, column: Any, values: Sequence[Any]) -> Any:
+    """`column IN (values)`; on PostgreSQL `column = ANY($1)`, one array parameter, so the statement's text does
+    not change with the number of values and is prepared once (IN renders a parameter per value)."""
+    if is_postgres(session):
+        return column == sa.any_(sa.literal(list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+# The log's columns a new message sets, with their PostgreSQL types (for the unnest insert below).
+_RECORD_TYPES = {
+    "id": "varchar",
+    "order_id": "varchar",
+    "kind": "varchar",
+    "channel": "varchar",
+    "dedupe": "varchar",
+    "status": "varchar",
+    "error": "text",
+    "to": "varchar",
+    "to_hash": "varchar",
+    "language": "varchar",
+    "subject": "varchar",
+    "body": "text",
+    "html": "text",
+    "attempts": "integer",
+    "ambiguous": "integer",
+    "next_attempt_at": "timestamptz",
+    "lease_until": "timestamptz",
+    "created_at": "timestamptz",
+}
+
+
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
     """INSERT with ON CONFLICT support on either database."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
@@ -132,13 +167,15 @@ class NotifierStore:
         return await self.session.get(ContactRow, order_id)
 
     async def contacts(self, order_ids: Sequence[str]) -> list[ContactRow]:
-        query = sa.select(ContactRow).where(ContactRow.order_id.in_(order_ids))
+        query = sa.select(ContactRow).where(one_of(self.session, ContactRow.order_id, order_ids))
         return list((await self.session.execute(query)).scalars())
 
     async def record(self, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert messages; an identity already in the log is left alone. Returns the ids of the new ones."""
         if not rows:
             return set()
+        if is_postgres(self.session):
+            return await self._record_pg(rows)
         table = NOTIFICATIONS
         stmt = dialect_insert(self.session, table).on_conflict_do_nothing(
             index_elements=["order_id", "channel", "dedupe"]
@@ -146,12 +183,32 @@ class NotifierStore:
         result = await self.session.execute(stmt.returning(table.c.id), list(rows))
         return {r.id for r in result.all()}
 
+    async def _record_pg(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """One INSERT … SELECT FROM unnest(one array per column): the same text for any number of rows (a
+        multi-row VALUES is a new statement to compile, parse and plan for each size), and no per-value work in
+        SQLAlchemy. Straight to asyncpg, inside the session's transaction."""
+        columns = list(rows[0])
+        arrays = [[r[c] for r in rows] for c in columns]
+        names = ", ".join(f'"{c}"' for c in columns)
+        unnest = ", ".join(f"${i + 1}::{_RECORD_TYPES[c]}[]" for i, c in enumerate(columns))
+        statement = (
+            f"INSERT INTO notifications ({names}) SELECT * FROM unnest({unnest}) "  # noqa: S608 (column names are ours)
+            "ON CONFLICT (order_id, channel, dedupe) DO NOTHING RETURNING id"
+        )
+        raw = await (await self.session.connection()).get_raw_connection()
+        driver: Any = raw.driver_connection
+        return {r["id"] for r in await driver.fetch(statement, *arrays)}
+
     async def supersede(self, order_ids: Sequence[str], kinds: Sequence[str]) -> list[tuple[str, str]]:
         """Unsent messages of these kinds no longer matter: mark them dropped; returns (channel, kind)."""
         table = NOTIFICATIONS
         stmt = (
             sa.update(table)
-            .where(table.c.order_id.in_(order_ids), table.c.kind.in_(kinds), table.c.status == "pending")
+            .where(
+                one_of(self.session, table.c.order_id, order_ids),
+                one_of(self.session, table.c.kind, kinds),
+                table.c.status == "pending",
+            )
             .values(status="dropped", error="superseded by a later event", lease_until=None)
             .returning(table.c.channel, table.c.kind)
         )
@@ -162,7 +219,9 @@ class NotifierStore:
         if not pairs:
             return set()
         hashes = {h for _, h in pairs}
-        query = sa.select(OptOutRow.channel, OptOutRow.address_hash).where(OptOutRow.address_hash.in_(hashes))
+        query = sa.select(OptOutRow.channel, OptOutRow.address_hash).where(
+            one_of(self.session, OptOutRow.address_hash, sorted(hashes))
+        )
         found = {(r.channel, r.address_hash) for r in (await self.session.execute(query)).all()}
         return found & set(pairs)
 
