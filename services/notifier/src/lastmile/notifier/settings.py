@@ -45,7 +45,7 @@ class NotifierSettings(CommonSettings):
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
     smtp_from: str = "Lastmile <notifications@lastmile.invalid>"
-    smtp_connections: int = Field(default=8, ge=1)
+    smtp_connections: int = Field(default=16, ge=1)
 
     # Signs one-click unsubscribe links; derived from the ops token when unset (set it to rotate separately).
     unsubscribe_secret: SecretStr | None = None
@@ -60,8 +60,13 @@ class NotifierSettings(CommonSettings):
 
     # Sending
     send_batch: int = Field(default=200, ge=1)
-    send_concurrency_sms: int = Field(default=32, ge=1)
-    send_concurrency_email: int = Field(default=16, ge=1)
+    # Calls in flight per channel; claims take at most what the pools have room for, so the sizes also bound
+    # how many messages one claim takes (a claim is a transaction: fewer, fuller ones cost less per message).
+    # A claimed message waits at most (pool / connections) provider timeouts: keep that under the lease.
+    send_concurrency_sms: int = Field(default=64, ge=1)
+    send_concurrency_email: int = Field(default=32, ge=1)
+    send_claim_linger_seconds: float = Field(default=0.02, ge=0)
+    send_record_linger_seconds: float = Field(default=0.05, ge=0)
     send_max_attempts: int = Field(default=6, ge=1)
     send_retry_base_seconds: float = Field(default=2.0, gt=0)
     send_retry_max_seconds: float = Field(default=600.0, gt=0)

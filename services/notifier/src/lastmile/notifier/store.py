@@ -299,6 +299,19 @@ class NotifierStore:
         return True
 
 
+# The answers of a batch of provider calls in one UPDATE … FROM unnest(arrays), on PostgreSQL: one statement of
+# the same text for any number of answers (straight to asyncpg, inside the session's transaction).
+_APPLY_COLUMNS = ("id", "status", "provider_id", "error", "sent_at", "next_attempt_at", "ambiguous")
+_APPLY_PG = """
+UPDATE notifications AS n
+SET status = c.status, provider_id = c.provider_id, error = c.error, sent_at = c.sent_at,
+    next_attempt_at = c.next_attempt_at, ambiguous = n.ambiguous + c.ambiguous, lease_until = NULL
+FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+            $7::integer[]) AS c(id, status, provider_id, error, sent_at, next_attempt_at, ambiguous)
+WHERE n.id = c.id AND n.status = 'sending'
+"""
+
+
 class SendingStore:
     """The sender's side of the log: claim due messages (recorded before the provider call) and record what
     the providers answered (after it)."""
@@ -334,6 +347,11 @@ class SendingStore:
     async def apply(self, changes: Sequence[dict[str, Any]]) -> None:
         """One UPDATE per message, sent as one batch; only messages still claimed are changed."""
         if not changes:
+            return
+        if is_postgres(self.session):
+            raw = await (await self.session.connection()).get_raw_connection()
+            driver: Any = raw.driver_connection
+            await driver.execute(_APPLY_PG, *([c[k] for c in changes] for k in _APPLY_COLUMNS))
             return
         table = NOTIFICATIONS
         stmt = (
