@@ -3,6 +3,7 @@ merchants' key hashes from merchants.v1; merchant authentication and templates f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any
@@ -38,8 +39,9 @@ class Deps:
         default_factory=lambda: TtlCache(10.0)
     )
 
-    @property
+    @functools.cached_property
     def policy(self) -> domain.Policy:
+        """Built once (settings do not change): read for every event."""
         s = self.settings
         return domain.Policy(
             quiet_start=time.fromisoformat(s.quiet_hours_start),
@@ -221,20 +223,23 @@ async def _messages(
     language = templates.language_of(recipient.language)
     now = deps.clock.now()
     rows = []
+    # Only emails carry an unsubscribe link (SMS opt out by STOP): one rendering serves both channels.
+    email_hash = next((hashed for channel, _, hashed in addresses if channel == "email"), None)
+    unsubscribe = unsubscribe_url(deps.settings, "email", email_hash) if email_hash else ""
     for p in planned:
         override = (await _overrides(store, contact.merchant_id, deps)).get((language, p.kind))
+        rendered = templates.render(
+            p.kind,
+            language,
+            merchant=contact.merchant_name,
+            name=recipient.name,
+            link=contact.tracking_url,
+            unsubscribe_link=unsubscribe,
+            facts=p.facts,
+            tz=tz,
+            override=override,
+        )
         for channel, address, hashed in addresses:
-            rendered = templates.render(
-                p.kind,
-                language,
-                merchant=contact.merchant_name,
-                name=recipient.name,
-                link=contact.tracking_url,
-                unsubscribe_link=unsubscribe_url(deps.settings, channel, hashed),
-                facts=p.facts,
-                tz=tz,
-                override=override,
-            )
             rows.append(
                 {
                     "id": new_id("ntf"),

@@ -9,7 +9,7 @@ part once split, and a surrogate pair (an emoji) is never split either.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 GSM7_BASIC = frozenset(
@@ -80,12 +80,15 @@ _TYPOGRAPHY = {
 }
 
 
-def fit(variants: Sequence[str]) -> str:
+def fit(variants: Iterable[str]) -> str:
     """The first variant (longest first) that fits one part as it is or folded to GSM-7 (the whole message
-    without its accents beats a curter one with them); else the variant that costs the fewest parts."""
+    without its accents beats a curter one with them); else the variant that costs the fewest parts.
+    Variants are taken one at a time (a generator's later ones are never made when an earlier one fits)."""
+    seen = []
     for candidate in variants:
+        seen.append(candidate)
         for text in (candidate, fold_to_gsm7(candidate)):
             if count(text).count == 1:
                 return text
-    options = [*variants, *(fold_to_gsm7(v) for v in variants)]
+    options = [*seen, *(fold_to_gsm7(v) for v in seen)]
     return min(options, key=lambda v: (count(v).count, -len(v)))

@@ -61,7 +61,7 @@ def render(
     sms_values = {**values, "merchant": _clip(merchant or "Lastmile", SMS_MERCHANT_MAX)}
     variants = [override.sms] if override.sms else []
     variants += [texts.sms, texts.sms_short]
-    sms = segments.fit([_fill(v, sms_values) for v in variants])
+    sms = segments.fit(_fill(v, sms_values) for v in variants)
     subject = _fill(override.subject or texts.subject, values).replace("\n", " ")[:250]
     paragraph = _fill(override.text or texts.text, values)
     button = lang.failed_button if kind == FAILED else lang.button
