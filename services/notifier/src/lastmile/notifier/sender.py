@@ -16,7 +16,6 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from lastmile.common import events as ev
 from lastmile.common import outbox
@@ -29,7 +28,7 @@ from lastmile.notifier.domain import retry_delay
 from lastmile.notifier.metrics import MESSAGES, OPT_OUTS, PROVIDER_LATENCY
 from lastmile.notifier.settings import NotifierSettings
 from lastmile.notifier.sms import UNSUBSCRIBED
-from lastmile.notifier.store import NotifierStore, SendingStore
+from lastmile.notifier.store import Claimed, NotifierStore, SendingStore
 
 log = logging.getLogger(__name__)
 SOURCE = "notifier"
@@ -150,10 +149,9 @@ class Sender(BackgroundTask):
             limit = min(room, self.settings.send_batch)
             rows = await store.claim_due(now, lease_until, limit, expired=True) if expired else []
             rows += await store.claim_due(now, lease_until, limit - len(rows))
-            blocked = await NotifierStore(session).opted_out([(r.channel, r.to_hash) for r in rows])
         for row in rows:
             message = self._message(row)
-            if (row.channel, row.to_hash) in blocked:
+            if row.opted_out:
                 self._answers.put_nowait(
                     Outcome(message, row.to_hash, "suppressed", error="recipient opted out")
                 )
@@ -173,7 +171,7 @@ class Sender(BackgroundTask):
         if not self._in_flight:
             self._all_answered.set()
 
-    def _message(self, row: Any) -> OutgoingMessage:
+    def _message(self, row: Claimed) -> OutgoingMessage:
         headers: dict[str, str] = {}
         if row.channel == "email":
             link = unsubscribe_url(self.settings, "email", row.to_hash)

@@ -4,6 +4,7 @@ hashes) and their queries. Webhook tables are in `store_webhooks.py`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -312,6 +313,47 @@ WHERE n.id = c.id AND n.status = 'sending'
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message claimed for a provider call."""
+
+    id: str
+    order_id: str
+    kind: str
+    channel: str
+    to: str
+    to_hash: str
+    language: str
+    subject: str | None
+    body: str
+    html: str | None
+    attempts: int
+    ambiguous: int
+    opted_out: bool
+
+
+_CLAIMED = [f.name for f in fields(Claimed)]
+# One statement on PostgreSQL: choose (SKIP LOCKED), mark, return with the opt-out check; straight to asyncpg.
+_CLAIM_RETURNING = (
+    'n.id, n.order_id, n.kind, n.channel, n."to", n.to_hash, n.language, n.subject, n.body, n.html, n.attempts, '
+    "n.ambiguous, EXISTS (SELECT 1 FROM opt_outs o WHERE o.channel = n.channel AND o.address_hash = n.to_hash) "
+    "AS opted_out"
+)
+_CLAIM_PG = f"""
+UPDATE notifications AS n SET status = 'sending', lease_until = $2, attempts = n.attempts + 1
+WHERE n.id IN (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1
+               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+RETURNING {_CLAIM_RETURNING}
+"""  # noqa: S608 (no outside text)
+_CLAIM_EXPIRED_PG = f"""
+UPDATE notifications AS n
+SET status = 'sending', lease_until = $2, attempts = n.attempts + 1, ambiguous = n.ambiguous + 1
+WHERE n.id IN (SELECT id FROM notifications WHERE status = 'sending' AND lease_until < $1
+               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+RETURNING {_CLAIM_RETURNING}
+"""  # noqa: S608
+
+
 class SendingStore:
     """The sender's side of the log: claim due messages (recorded before the provider call) and record what
     the providers answered (after it)."""
@@ -321,11 +363,19 @@ class SendingStore:
 
     async def claim_due(
         self, now: datetime, lease_until: datetime, limit: int, *, expired: bool = False
-    ) -> list[sa.Row[Any]]:
+    ) -> list[Claimed]:
         """Claim pending messages whose time has come (or, `expired`, messages whose sender vanished mid-call:
-        their lease is over and the outcome of that attempt unknown). One statement: UPDATE … RETURNING.
+        their lease is over and the outcome of that attempt unknown), each with whether its address opted out.
+        One statement: UPDATE … RETURNING (on SQLite, and a query for the opt-outs).
 
         On PostgreSQL `SKIP LOCKED` lets replicas claim side by side without waiting on each other."""
+        if limit <= 0:
+            return []
+        if is_postgres(self.session):
+            raw = await (await self.session.connection()).get_raw_connection()
+            driver: Any = raw.driver_connection
+            found = await driver.fetch(_CLAIM_EXPIRED_PG if expired else _CLAIM_PG, now, lease_until, limit)
+            return [Claimed(**r) for r in found]
         table = NOTIFICATIONS
         if expired:
             due = sa.and_(table.c.status == "sending", table.c.lease_until < now)
@@ -342,7 +392,10 @@ class SendingStore:
         if expired:
             values["ambiguous"] = table.c.ambiguous + 1
         stmt = sa.update(table).where(table.c.id.in_(chosen.scalar_subquery())).values(values)
-        return list((await self.session.execute(stmt.returning(*table.c))).all())
+        columns = [table.c[name] for name in _CLAIMED if name != "opted_out"]
+        rows = list((await self.session.execute(stmt.returning(*columns))).all())
+        blocked = await NotifierStore(self.session).opted_out([(r.channel, r.to_hash) for r in rows])
+        return [Claimed(**r._asdict(), opted_out=(r.channel, r.to_hash) in blocked) for r in rows]
 
     async def apply(self, changes: Sequence[dict[str, Any]]) -> None:
         """One UPDATE per message, sent as one batch; only messages still claimed are changed."""
