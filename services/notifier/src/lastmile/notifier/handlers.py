@@ -4,6 +4,7 @@ merchants' key hashes from merchants.v1; merchant authentication and templates f
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any
@@ -185,8 +186,14 @@ async def _write(session: AsyncSession, staged: Staged, deps: Deps) -> None:
     if any(r["id"] in new and r["status"] == "pending" for r in rows):
         Database.after_commit(session, deps.sender.wake)
     counts += [(r["channel"], r["kind"], _recorded(r)) for r in rows if r["id"] in new]
-    for labels in counts:
-        Database.after_commit(session, MESSAGES.labels(*labels).inc)
+    tally = Counter(counts)
+    if tally:
+
+        def count() -> None:
+            for labels, n in tally.items():
+                MESSAGES.labels(*labels).inc(n)
+
+        Database.after_commit(session, count)
 
 
 def _recorded(row: dict[str, Any]) -> str:

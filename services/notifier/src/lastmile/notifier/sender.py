@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -254,18 +255,16 @@ class Sender(BackgroundTask):
             for o in batch:
                 m = o.message
                 if o.status == "sent":
-                    outbox.add(
-                        session,
-                        ev.NotificationSent(
-                            notification_id=m.id,
-                            order_id=m.order_id,
-                            channel=m.channel,
-                            kind=m.kind,
-                            provider_id=o.provider_id,
-                            at=now,
-                        ),
-                        source=SOURCE,
+                    sent = ev.NotificationSent(
+                        notification_id=m.id,
+                        order_id=m.order_id,
+                        channel=m.channel,
+                        kind=m.kind,
+                        provider_id=o.provider_id,
+                        at=now,
                     )
+                    # The wire form without an Envelope model per message (one per message sent).
+                    outbox.stage(session, sent.TOPIC, sent.key(), sent.serialised(SOURCE))
                 elif o.status == "failed":
                     outbox.add(
                         session,
@@ -281,9 +280,12 @@ class Sender(BackgroundTask):
                     )
                 if o.opt_out and await NotifierStore(session).opt_out(m.channel, o.to_hash, "provider", now):
                     OPT_OUTS.labels(m.channel, "provider").inc()
-        for o in batch:
-            outcome = "retried" if o.status == "pending" else o.status
-            MESSAGES.labels(o.message.channel, o.message.kind, outcome).inc()
+        tally = Counter(
+            (o.message.channel, o.message.kind, "retried" if o.status == "pending" else o.status)
+            for o in batch
+        )
+        for labels, n in tally.items():
+            MESSAGES.labels(*labels).inc(n)
 
 
 def _change(o: Outcome, now: datetime) -> dict[str, object]:
