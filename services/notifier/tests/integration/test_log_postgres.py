@@ -103,3 +103,26 @@ async def test_an_address_that_opted_out_gets_nothing_on_that_channel(
 async def _settled(rows: Any) -> Any:
     found = await rows
     return found if found and all(r["status"] not in ("pending", "sending") for r in found) else None
+
+
+async def test_an_order_and_its_delivery_event_handled_at_the_same_time_lose_no_message(
+    make_notifier: Any, orders: Any, postgres: Any
+) -> None:
+    # The in-memory bus runs each topic's consumer on its own: an order's event and its delivery event are in
+    # two transactions at once, the delivery event finding no contact yet.
+    async with make_notifier(database_url=await postgres("notifier"), consumer_batch=1) as n:
+        made = [orders.created() for _ in range(12)]
+        for order in made:
+            delivered = orders.delivered(order.order_id)
+            await n.bus.publish(
+                [
+                    OutgoingRecord("orders.v1", b"dep_1", order.envelope("intake").to_bytes()),
+                    OutgoingRecord(
+                        "deliveries.v1", order.order_id.encode(), delivered.envelope("tracker").to_bytes()
+                    ),
+                ]
+            )
+        await eventually(lambda: len(files(n.outbox)) == 24, timeout=30)
+        assert sorted((m["order_id"], m["channel"]) for m in files(n.outbox)) == sorted(
+            (o.order_id, c) for o in made for c in ("email", "sms")
+        )

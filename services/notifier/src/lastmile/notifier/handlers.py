@@ -67,6 +67,10 @@ class Merchant:
 async def on_order(session: AsyncSession, envelope: ev.Envelope, event: ev.OrderSnapshot, deps: Deps) -> None:
     """Keep the recipient's contact and preferences (the newest version wins); replay what waited for it."""
     store = NotifierStore(session)
+    if not session.info.get("orders_locked"):  # every order of the batch at once (one statement, sorted)
+        batch = session.info.get("batch") or [event]
+        await store.lock_orders([p.order_id for p in batch if isinstance(p, ev.OrderSnapshot)])
+        session.info["orders_locked"] = True
     row = await store.contact(event.order_id)
     if row is not None and row.version >= event.version:
         return
@@ -96,6 +100,9 @@ async def on_delivery_event(session: AsyncSession, envelope: ev.Envelope, event:
     with session.no_autoflush:
         await _load_contacts(session)
         row = await store.contact(event.order_id)
+        if row is None:  # wait for a transaction handling the order's own event, if one runs, then look again
+            await store.lock_orders([event.order_id])
+            row = await store.contact(event.order_id)
         if row is None:  # the order's own event has not arrived yet: keep this one until it does
             await store.defer(event.order_id, envelope.model_dump(mode="json"), deps.clock.now())
             return

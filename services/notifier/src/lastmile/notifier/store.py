@@ -160,6 +160,11 @@ def dialect_insert(session: AsyncSession, table: Any) -> Any:
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
+_LOCK_ORDERS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(7230010, hashtext(k))) FROM unnest(CAST(:keys AS VARCHAR[])) AS k"
+)
+
+
 class NotifierStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -243,6 +248,16 @@ class NotifierStore:
         await self.session.execute(
             sa.delete(OptOutRow).where(OptOutRow.channel == channel, OptOutRow.address_hash == hashed)
         )
+
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
+        """On PostgreSQL, a lock per order until the transaction ends (taken in sorted order): an order's event
+        and a delivery event that came before it wait for each other, so the delivery event is either deferred
+        before the order's transaction looks for deferred events, or finds the order's contact. SQLite runs
+        one writer at a time already. Two-key advisory locks: their keys never meet the one-key locks (the
+        outbox relay's, migrations')."""
+        if not order_ids or not is_postgres(self.session):
+            return
+        await self.session.execute(_LOCK_ORDERS, {"keys": sorted(set(order_ids))})
 
     async def defer(self, order_id: str, envelope: dict[str, Any], at: datetime) -> None:
         stmt = dialect_insert(self.session, DeferredRow.__table__).on_conflict_do_nothing()
