@@ -24,12 +24,18 @@ class BusHarness:
     prefix: str = ""
     bootstrap: str = ""
     subscriptions: list[Subscription] = field(default_factory=list)
+    defaults: dict[str, Any] = field(default_factory=dict)  # Subscription options every test gets
 
     def subscribe(
         self, handlers: Mapping[type[Payload], EventHandler], group: str = "g1", **options: Any
     ) -> Subscription:
         sub = Subscription(
-            service="test", group=group, db=self.db, handlers=handlers, retry_backoff_s=0.01, **options
+            service="test",
+            group=group,
+            db=self.db,
+            handlers=handlers,
+            retry_backoff_s=0.01,
+            **(self.defaults | options),
         )
         self.bus.subscribe(sub)
         self.subscriptions.append(sub)
@@ -70,7 +76,18 @@ async def _read_kafka(bootstrap: str, topic: str, expect: int, timeout: float) -
         await consumer.stop()
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.integration)])
+# kafka-batched: the same promises with batches across partitions and a linger (what the notifier runs).
+# Tests that ask for batches get them across partitions there.
+BATCHED = {"across_partitions": True, "linger_s": 0.02}
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("kafka", marks=pytest.mark.integration),
+        pytest.param("kafka-batched", marks=pytest.mark.integration),
+    ]
+)
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BusHarness]:
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/bus.db")
     await create_common_tables(db)
@@ -79,7 +96,8 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     else:
         kafka = request.getfixturevalue("kafka")
         bus = KafkaBus(kafka.bootstrap, client_id="contract", topic_prefix=kafka.prefix, partitions=3)
-        h = BusHarness("kafka", bus, db, prefix=kafka.prefix, bootstrap=kafka.bootstrap)
+        defaults = BATCHED if request.param == "kafka-batched" else {}
+        h = BusHarness("kafka", bus, db, prefix=kafka.prefix, bootstrap=kafka.bootstrap, defaults=defaults)
     await h.bus.start()
     try:
         yield h

@@ -170,6 +170,45 @@ class TestBatches:
         await asyncio.sleep(0.3)
         assert await effects() == [0, 1, 2, 4]
 
+    async def test_batches_over_many_keys_redelivered_after_an_outage_have_each_effect_once_in_order(
+        self, harness: Any
+    ) -> None:
+        import sqlalchemy as sa
+
+        from lastmile.common import outbox
+
+        outage = {"left": 2}
+
+        async def handle(session: Any, envelope: ev.Envelope, event: ev.EtaChanged) -> None:
+            if event.order_id == "ord_3" and event.stops_before == 5 and outage["left"] > 0:
+                outage["left"] -= 1
+                raise OperationalError("INSERT", {}, ConnectionRefusedError("database restarting"))
+            outbox.add(session, event, source="test")  # the effect, in the batch's transaction
+
+        harness.subscribe({ev.EtaChanged: handle}, batch=20)
+        keys = [f"ord_{k}" for k in range(8)]  # over every partition
+        await harness.bus.publish(
+            [
+                OutgoingRecord("deliveries.v1", key.encode(), eta(key, n).envelope("test").to_bytes())
+                for n in range(10)
+                for key in keys
+            ]
+        )
+
+        async def effects() -> list[tuple[str, int]] | None:
+            async with harness.db.read() as session:
+                rows = (await session.execute(sa.select(outbox.outbox_table.c.payload).order_by("id"))).all()
+            found = [ev.Envelope.from_bytes(r.payload).data for r in rows]
+            return [(d["order_id"], d["stops_before"]) for d in found] if len(found) >= 80 else None
+
+        found = await eventually(effects, timeout=60)
+        assert outage["left"] == 0
+        assert sorted(found) == sorted((key, n) for key in keys for n in range(10))  # each once
+        for key in keys:
+            assert [n for k, n in found if k == key] == list(range(10))
+        await asyncio.sleep(0.3)
+        assert len(await effects() or []) == 80
+
 
 class TestInboxExempt:
     async def test_exempt_types_skip_the_inbox_alone_and_in_batches(self, harness: Any) -> None:

@@ -120,3 +120,21 @@ class TestTemplates:
             templates.validate("$merchant.__class__ $secret")
         with pytest.raises(ValueError, match="malformed"):
             templates.validate("costs 5$")
+
+
+def test_placeholders_fill_by_string_templates_rules() -> None:
+    from string import Template
+
+    from lastmile.notifier.templates import _fill
+
+    values = {"merchant": "Acme $name", "name": "Ada", "link": "http://x/$$"}
+    for text in (
+        "$$5 for ${name}",
+        "$unknown stays",
+        "${bad and $ alone $",
+        "a$$$name",
+        "${merchant}$merchantx",
+    ):
+        want = " ".join(Template(text).safe_substitute(values).split())
+        assert _fill(text, values) == want
+    assert _fill("Hi $name,  see\n$link", values) == "Hi Ada, see http://x/$$"

@@ -80,6 +80,12 @@ class Subscription:
     # Records of one partition handled in one transaction (1: a transaction per record). A batch that fails
     # is handled again one record at a time, so only the bad record is retried and dead-lettered.
     batch: int = 1
+    # Kafka: records of every partition in one fetch share the batches (rather than a transaction per
+    # partition), and a fetch smaller than `batch` waits up to `linger_s` for more first. At a steady rate
+    # spread over many partitions each fetch holds a few records per partition, so without these most
+    # transactions carry one or two events and their fixed cost is paid per event.
+    across_partitions: bool = False
+    linger_s: float = 0.0
     # Event types whose handlers are idempotent by a natural key of their own (a version, a per-key timestamp):
     # no inbox row is written for them, which matters on high-volume topics (the tracker's locations.v1).
     inbox_exempt: frozenset[type[Payload]] = frozenset()
@@ -695,17 +701,68 @@ class _KafkaConsumerLoop:
                     continue
                 self._idle.clear()
                 try:
-                    done = await asyncio.gather(
-                        *(self._partition(consumer, tp, recs) for tp, recs in batches.items())
-                    )
-                    # One commit request for every partition of the fetch, not one round trip each.
-                    await self._commit(consumer, {tp: offset for tp, offset in done if offset is not None})
+                    if self.sub.across_partitions and self.sub.batch > 1:
+                        await self._linger(consumer, batches)
+                        await self._all_partitions(consumer, batches)
+                    else:
+                        done = await asyncio.gather(
+                            *(self._partition(consumer, tp, recs) for tp, recs in batches.items())
+                        )
+                        # One commit request for every partition of the fetch, not one round trip each.
+                        await self._commit(consumer, {tp: offset for tp, offset in done if offset is not None})
                 finally:
                     self._idle.set()
         finally:
             self._consumer = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 10)
+
+    async def _linger(self, consumer: Any, batches: dict[Any, list[Any]]) -> None:
+        """Add what arrives within `linger_s` to a fetch smaller than a batch (in place)."""
+        have = sum(len(r) for r in batches.values())
+        if self.sub.linger_s <= 0 or have >= self.sub.batch:
+            return
+        await asyncio.sleep(self.sub.linger_s)
+        more = await consumer.getmany(timeout_ms=0, max_records=max(1, 500 - have))
+        for tp, records in more.items():
+            batches.setdefault(tp, []).extend(records)
+
+    async def _all_partitions(self, consumer: Any, batches: dict[Any, list[Any]]) -> None:
+        """The fetch's records, partition after partition, in batches of `batch`; offsets committed together.
+        A batch that must be redelivered rewinds every partition to its first record not yet handled."""
+        owners = [tp for tp, records in batches.items() for _ in records]
+        incoming = [
+            IncomingRecord(
+                self.bus.logical(tp.topic),
+                m.partition,
+                m.offset,
+                m.key,
+                m.value or b"",
+                tuple(m.headers or ()),
+            )
+            for tp, records in batches.items()
+            for m in records
+        ]
+        done: dict[Any, int] = {}
+        size = self.sub.batch
+        for start in range(0, len(incoming), size):
+            chunk = incoming[start : start + size]
+            try:
+                await self.dispatcher.process_batch(chunk)
+            except RetryLater as exc:
+                log.warning(
+                    "will redeliver %d records from %s: %s", len(incoming) - start, chunk[0].topic, exc
+                )
+                first: dict[Any, int] = {}
+                for tp, record in zip(owners[start:], incoming[start:], strict=True):
+                    first.setdefault(tp, record.offset)
+                for tp, offset in first.items():
+                    consumer.seek(tp, offset)
+                await asyncio.sleep(1.0)
+                break
+            for tp, record in zip(owners[start : start + size], chunk, strict=True):
+                done[tp] = record.offset
+        await self._commit(consumer, done)
 
     async def _partition(self, consumer: Any, tp: Any, records: list[Any]) -> tuple[Any, int | None]:
         """Handles a partition's records; returns the offset of the last one handled (None: none was)."""

@@ -182,18 +182,32 @@ def _make_engine(url: str, *, pool_size: int, echo: bool, pre_ping: bool = True)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        # On asyncpg a pre-ping is three round trips (BEGIN, an empty query, ROLLBACK) per checkout. Without it
+        # On asyncpg a pre-ping is three round trips (BEGIN, an empty query, ROLLBACK) per checkout; services
+        # with many small transactions turn it off (`database_pre_ping`) and rely on the check at checkout below:
         # a connection the server dropped fails its next use (a transient error: callers retry) and SQLAlchemy
         # discards the pool's connections that are as old.
         pool_pre_ping=pre_ping,
         pool_timeout=5,
         connect_args={"timeout": 5, "command_timeout": 30},
     )
+    sa_event.listen(engine.sync_engine, "checkout", _drop_if_closed)
+    return engine
+
+
+def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """The pool's check that a connection still works, without a round trip: SQLAlchemy's pre-ping on asyncpg
+    costs three (BEGIN, a query, ROLLBACK) before every transaction. A connection the server closed (restart,
+    termination) is known closed to asyncpg as soon as the event loop reads the end of its socket; the pool
+    then discards it and hands out a fresh one. Anything subtler fails the statement, which callers retry
+    (`is_transient`), and SQLAlchemy invalidates the pool on a disconnect error."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is not None and driver.is_closed():
+        raise sa_exc.DisconnectionError("connection closed by the server")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -19,6 +19,13 @@ inbox_table = sa.Table(
 )
 
 
+_CLAIM_MANY_PG = sa.text(
+    "INSERT INTO inbox (consumer, event_id, processed_at) "
+    "SELECT CAST(:consumer AS VARCHAR), e, CAST(:now AS TIMESTAMPTZ) FROM unnest(CAST(:ids AS VARCHAR[])) AS e "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
+
+
 async def claim(session: AsyncSession, consumer: str, event_id: str) -> bool:
     """Record that `consumer` handles `event_id` in this transaction; False if it already has.
 
@@ -36,8 +43,15 @@ async def claim_many(session: AsyncSession, consumer: str, event_ids: list[str])
     if not event_ids:
         return set()
     now = utcnow()
-    rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    if dialect == "postgresql":
+        # The same statement text whatever the batch size, so PostgreSQL and asyncpg reuse one prepared
+        # statement (a multi-row VALUES is a new statement, parsed and planned, for every size).
+        result = await session.execute(
+            _CLAIM_MANY_PG, {"consumer": consumer, "ids": list(dict.fromkeys(event_ids)), "now": now}
+        )
+        return {row.event_id for row in result.all()}
+    rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
     insert: Any = postgresql.insert(inbox_table) if dialect == "postgresql" else sqlite.insert(inbox_table)
     stmt = insert.values(rows).on_conflict_do_nothing().returning(inbox_table.c.event_id)
     return {row.event_id for row in (await session.execute(stmt)).all()}

@@ -63,6 +63,8 @@ class Runtime:
             max_attempts=self.settings.consumer_max_attempts,
             max_event_bytes=self.settings.max_event_bytes,
             batch=self.settings.consumer_batch,
+            across_partitions=self.settings.consumer_across_partitions,
+            linger_s=self.settings.consumer_linger_seconds,
             inbox_exempt=inbox_exempt,
         )
 

@@ -44,6 +44,10 @@ class CommonSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     # Records of one partition handled in one transaction (1: one transaction per record).
     consumer_batch: int = Field(default=1, ge=1)
+    # Kafka, with consumer_batch > 1: batches take records of every partition of a fetch (fewer, fuller
+    # transactions), and a fetch smaller than a batch waits this long for more (see bus.Subscription).
+    consumer_across_partitions: bool = False
+    consumer_linger_seconds: float = Field(default=0.0, ge=0)
     max_event_bytes: int = 512 * 1024
 
     ops_token: SecretStr

@@ -3,6 +3,8 @@ merchants' key hashes from merchants.v1; merchant authentication and templates f
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any
@@ -38,8 +40,9 @@ class Deps:
         default_factory=lambda: TtlCache(10.0)
     )
 
-    @property
+    @functools.cached_property
     def policy(self) -> domain.Policy:
+        """Built once (settings do not change): read for every event."""
         s = self.settings
         return domain.Policy(
             quiet_start=time.fromisoformat(s.quiet_hours_start),
@@ -64,6 +67,10 @@ class Merchant:
 async def on_order(session: AsyncSession, envelope: ev.Envelope, event: ev.OrderSnapshot, deps: Deps) -> None:
     """Keep the recipient's contact and preferences (the newest version wins); replay what waited for it."""
     store = NotifierStore(session)
+    if not session.info.get("orders_locked"):  # every order of the batch at once (one statement, sorted)
+        batch = session.info.get("batch") or [event]
+        await store.lock_orders([p.order_id for p in batch if isinstance(p, ev.OrderSnapshot)])
+        session.info["orders_locked"] = True
     row = await store.contact(event.order_id)
     if row is not None and row.version >= event.version:
         return
@@ -93,6 +100,9 @@ async def on_delivery_event(session: AsyncSession, envelope: ev.Envelope, event:
     with session.no_autoflush:
         await _load_contacts(session)
         row = await store.contact(event.order_id)
+        if row is None:  # wait for a transaction handling the order's own event, if one runs, then look again
+            await store.lock_orders([event.order_id])
+            row = await store.contact(event.order_id)
         if row is None:  # the order's own event has not arrived yet: keep this one until it does
             await store.defer(event.order_id, envelope.model_dump(mode="json"), deps.clock.now())
             return
@@ -183,8 +193,14 @@ async def _write(session: AsyncSession, staged: Staged, deps: Deps) -> None:
     if any(r["id"] in new and r["status"] == "pending" for r in rows):
         Database.after_commit(session, deps.sender.wake)
     counts += [(r["channel"], r["kind"], _recorded(r)) for r in rows if r["id"] in new]
-    for labels in counts:
-        Database.after_commit(session, MESSAGES.labels(*labels).inc)
+    tally = Counter(counts)
+    if tally:
+
+        def count() -> None:
+            for labels, n in tally.items():
+                MESSAGES.labels(*labels).inc(n)
+
+        Database.after_commit(session, count)
 
 
 def _recorded(row: dict[str, Any]) -> str:
@@ -221,20 +237,23 @@ async def _messages(
     language = templates.language_of(recipient.language)
     now = deps.clock.now()
     rows = []
+    # Only emails carry an unsubscribe link (SMS opt out by STOP): one rendering serves both channels.
+    email_hash = next((hashed for channel, _, hashed in addresses if channel == "email"), None)
+    unsubscribe = unsubscribe_url(deps.settings, "email", email_hash) if email_hash else ""
     for p in planned:
         override = (await _overrides(store, contact.merchant_id, deps)).get((language, p.kind))
+        rendered = templates.render(
+            p.kind,
+            language,
+            merchant=contact.merchant_name,
+            name=recipient.name,
+            link=contact.tracking_url,
+            unsubscribe_link=unsubscribe,
+            facts=p.facts,
+            tz=tz,
+            override=override,
+        )
         for channel, address, hashed in addresses:
-            rendered = templates.render(
-                p.kind,
-                language,
-                merchant=contact.merchant_name,
-                name=recipient.name,
-                link=contact.tracking_url,
-                unsubscribe_link=unsubscribe_url(deps.settings, channel, hashed),
-                facts=p.facts,
-                tz=tz,
-                override=override,
-            )
             rows.append(
                 {
                     "id": new_id("ntf"),

@@ -20,6 +20,7 @@ from lastmile.common.clock import Clock
 from lastmile.common.db import Database
 from lastmile.common.errors import NotFound, Unprocessable
 from lastmile.common.ids import new_id
+from lastmile.common.runtime import BackgroundTask
 from lastmile.notifier import webhooks
 from lastmile.notifier.cache import TtlCache
 from lastmile.notifier.metrics import PROVIDER_LATENCY, WEBHOOKS
@@ -200,7 +201,9 @@ async def deliveries(
 # Sending
 
 
-class WebhookDispatcher:
+class WebhookDispatcher(BackgroundTask):
+    name = "webhook-dispatcher"
+
     def __init__(
         self, db: Database, clock: Clock, settings: NotifierSettings, client: webhooks.WebhookClient
     ) -> None:
@@ -208,26 +211,20 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._pool = asyncio.Semaphore(settings.webhook_concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
         # Active subscriptions per merchant, read for every delivery event.
         self.subscriptions: TtlCache[str, list[Target]] = TtlCache(10.0)
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="webhook-dispatcher")
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop claiming, give deliveries in flight a moment to finish and be recorded, close the client."""
+        await super().stop()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=5)
         await self.client.close()
 
-    async def _loop(self) -> None:
+    async def run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):

@@ -9,7 +9,7 @@ part once split, and a surrogate pair (an emoji) is never split either.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 GSM7_BASIC = frozenset(
@@ -17,6 +17,7 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+GSM7 = GSM7_BASIC | GSM7_EXTENSION
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,18 @@ class Segments:
 
 
 def is_gsm7(text: str) -> bool:
-    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
+    return GSM7.issuperset(text)
 
 
 def count(text: str) -> Segments:
     if is_gsm7(text):
+        units = (
+            len(text) + sum(1 for c in text if c in GSM7_EXTENSION)
+            if GSM7_EXTENSION.intersection(text)
+            else len(text)
+        )
+        if units <= 160:  # one part: no need to place the escape pairs
+            return Segments("GSM-7", units, 1)
         sizes = [2 if c in GSM7_EXTENSION else 1 for c in text]
         return Segments("GSM-7", sum(sizes), _parts(sizes, single=160, multi=153))
     sizes = [2 if ord(c) > 0xFFFF else 1 for c in text]
@@ -53,6 +61,8 @@ def _parts(sizes: Sequence[int], *, single: int, multi: int) -> int:
 def fold_to_gsm7(text: str) -> str:
     """Accented letters GSM-7 lacks (ê, ç, á …) as their base letter, typographic quotes and dashes as ASCII;
     what cannot be folded is kept (and the text stays UCS-2)."""
+    if is_gsm7(text):
+        return text
     out = []
     for c in text:
         if c in GSM7_BASIC or c in GSM7_EXTENSION:
@@ -80,12 +90,17 @@ _TYPOGRAPHY = {
 }
 
 
-def fit(variants: Sequence[str]) -> str:
+def fit(variants: Iterable[str]) -> str:
     """The first variant (longest first) that fits one part as it is or folded to GSM-7 (the whole message
-    without its accents beats a curter one with them); else the variant that costs the fewest parts."""
+    without its accents beats a curter one with them); else the variant that costs the fewest parts.
+    Variants are taken one at a time (a generator's later ones are never made when an earlier one fits)."""
+    seen = []
     for candidate in variants:
-        for text in (candidate, fold_to_gsm7(candidate)):
-            if count(text).count == 1:
-                return text
-    options = [*variants, *(fold_to_gsm7(v) for v in variants)]
+        seen.append(candidate)
+        if count(candidate).count == 1:
+            return candidate
+        folded = fold_to_gsm7(candidate)
+        if folded != candidate and count(folded).count == 1:
+            return folded
+    options = [*seen, *(fold_to_gsm7(v) for v in seen)]
     return min(options, key=lambda v: (count(v).count, -len(v)))

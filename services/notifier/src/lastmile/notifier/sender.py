@@ -14,21 +14,22 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from lastmile.common import events as ev
 from lastmile.common import outbox
 from lastmile.common.clock import Clock
 from lastmile.common.db import Database
+from lastmile.common.runtime import BackgroundTask
 from lastmile.notifier import consent
 from lastmile.notifier.channels import Channel, OutgoingMessage, SendError
 from lastmile.notifier.domain import retry_delay
 from lastmile.notifier.metrics import MESSAGES, OPT_OUTS, PROVIDER_LATENCY
 from lastmile.notifier.settings import NotifierSettings
 from lastmile.notifier.sms import UNSUBSCRIBED
-from lastmile.notifier.store import NotifierStore, SendingStore
+from lastmile.notifier.store import Claimed, NotifierStore, SendingStore
 
 log = logging.getLogger(__name__)
 SOURCE = "notifier"
@@ -51,7 +52,23 @@ def unsubscribe_url(settings: NotifierSettings, channel: str, to_hash: str) -> s
     return f"{settings.base_url}/v1/unsubscribe/{token}"
 
 
-class Sender:
+class _Recorder(BackgroundTask):
+    """The sender's second loop: writes the providers' answers."""
+
+    name = "sender-record"
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    async def run(self) -> None:
+        await self.sender._record_loop()
+
+
+class Sender(BackgroundTask):
+    """Its own loop claims and starts sends; a `_Recorder` writes their answers."""
+
+    name = "sender-claim"
+
     def __init__(
         self, db: Database, clock: Clock, settings: NotifierSettings, channels: dict[str, Channel]
     ) -> None:
@@ -62,7 +79,8 @@ class Sender:
         self._answers: asyncio.Queue[Outcome] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._all_answered = asyncio.Event()  # set while no call is in flight
+        self._recorder = _Recorder(self)
         self._next_expiry_check = 0.0
 
     def _pool_size(self, channel: str) -> int:
@@ -74,41 +92,35 @@ class Sender:
         self._wake.set()
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="sender-claim"),
-            asyncio.create_task(self._record_loop(), name="sender-record"),
-        ]
+        await self._recorder.start()
+        await super().start()
 
     async def stop(self) -> None:
         """Stop claiming, let calls in flight finish (briefly), record their answers, close the channels."""
-        claim, record = self._tasks or (None, None)
-        if claim is not None:
-            claim.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await claim
+        started = self._task is not None
+        await super().stop()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=2)
-        if record is not None:
+        if started:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
                     await self._answers.join()
-            record.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await record
+        await self._recorder.stop()
         for task in self._in_flight:
             task.cancel()
         for channel in self.channels.values():
             with contextlib.suppress(Exception):
                 await channel.close()
 
-    async def _claim_loop(self) -> None:
+    async def run(self) -> None:
         backoff = 0.5
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):  # also the pace at which held and retried messages fall due
                     await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(0.005)  # events come in bursts: one claim for the rows of many
+            # Events come in bursts (a transaction of many): one claim for the rows of several.
+            await asyncio.sleep(self.settings.send_claim_linger_seconds)
             try:
                 while await self.send_due():
                     pass
@@ -138,10 +150,9 @@ class Sender:
             limit = min(room, self.settings.send_batch)
             rows = await store.claim_due(now, lease_until, limit, expired=True) if expired else []
             rows += await store.claim_due(now, lease_until, limit - len(rows))
-            blocked = await NotifierStore(session).opted_out([(r.channel, r.to_hash) for r in rows])
         for row in rows:
             message = self._message(row)
-            if (row.channel, row.to_hash) in blocked:
+            if row.opted_out:
                 self._answers.put_nowait(
                     Outcome(message, row.to_hash, "suppressed", error="recipient opted out")
                 )
@@ -151,14 +162,17 @@ class Sender:
             else:
                 task = asyncio.create_task(self._send(message, row.to_hash, row.attempts))
                 self._in_flight.add(task)
+                self._all_answered.clear()
                 task.add_done_callback(self._done)
         return len(rows)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         self._room.set()
+        if not self._in_flight:
+            self._all_answered.set()
 
-    def _message(self, row: Any) -> OutgoingMessage:
+    def _message(self, row: Claimed) -> OutgoingMessage:
         headers: dict[str, str] = {}
         if row.channel == "email":
             link = unsubscribe_url(self.settings, "email", row.to_hash)
@@ -213,6 +227,11 @@ class Sender:
     async def _record_loop(self) -> None:
         while True:
             batch = [await self._answers.get()]
+            if self._in_flight:  # more answers are coming: one transaction for many (the messages are with
+                # the providers already; this delays only the log and notifications.v1)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.send_record_linger_seconds):
+                        await self._all_answered.wait()
             while not self._answers.empty() and len(batch) < 1000:
                 batch.append(self._answers.get_nowait())
             backoff = 0.2
@@ -236,18 +255,16 @@ class Sender:
             for o in batch:
                 m = o.message
                 if o.status == "sent":
-                    outbox.add(
-                        session,
-                        ev.NotificationSent(
-                            notification_id=m.id,
-                            order_id=m.order_id,
-                            channel=m.channel,
-                            kind=m.kind,
-                            provider_id=o.provider_id,
-                            at=now,
-                        ),
-                        source=SOURCE,
+                    sent = ev.NotificationSent(
+                        notification_id=m.id,
+                        order_id=m.order_id,
+                        channel=m.channel,
+                        kind=m.kind,
+                        provider_id=o.provider_id,
+                        at=now,
                     )
+                    # The wire form without an Envelope model per message (one per message sent).
+                    outbox.stage(session, sent.TOPIC, sent.key(), sent.serialised(SOURCE))
                 elif o.status == "failed":
                     outbox.add(
                         session,
@@ -263,9 +280,12 @@ class Sender:
                     )
                 if o.opt_out and await NotifierStore(session).opt_out(m.channel, o.to_hash, "provider", now):
                     OPT_OUTS.labels(m.channel, "provider").inc()
-        for o in batch:
-            outcome = "retried" if o.status == "pending" else o.status
-            MESSAGES.labels(o.message.channel, o.message.kind, outcome).inc()
+        tally = Counter(
+            (o.message.channel, o.message.kind, "retried" if o.status == "pending" else o.status)
+            for o in batch
+        )
+        for labels, n in tally.items():
+            MESSAGES.labels(*labels).inc(n)
 
 
 def _change(o: Outcome, now: datetime) -> dict[str, object]:

@@ -4,6 +4,7 @@ hashes) and their queries. Webhook tables are in `store_webhooks.py`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -118,10 +119,50 @@ OPEN = ("pending", "sending")
 NOTIFICATIONS = cast(sa.Table, NotificationRow.__table__)
 
 
+def is_postgres(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
+def one_of(session: AsyncSession, column: Any, values: Sequence[Any]) -> Any:
+    """`column IN (values)`; on PostgreSQL `column = ANY($1)`, one array parameter, so the statement's text does
+    not change with the number of values and is prepared once (IN renders a parameter per value)."""
+    if is_postgres(session):
+        return column == sa.any_(sa.literal(list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+# The log's columns a new message sets, with their PostgreSQL types (for the unnest insert below).
+_RECORD_TYPES = {
+    "id": "varchar",
+    "order_id": "varchar",
+    "kind": "varchar",
+    "channel": "varchar",
+    "dedupe": "varchar",
+    "status": "varchar",
+    "error": "text",
+    "to": "varchar",
+    "to_hash": "varchar",
+    "language": "varchar",
+    "subject": "varchar",
+    "body": "text",
+    "html": "text",
+    "attempts": "integer",
+    "ambiguous": "integer",
+    "next_attempt_at": "timestamptz",
+    "lease_until": "timestamptz",
+    "created_at": "timestamptz",
+}
+
+
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
     """INSERT with ON CONFLICT support on either database."""
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+_LOCK_ORDERS = sa.text(
+    "SELECT count(pg_advisory_xact_lock(7230010, hashtext(k))) FROM unnest(CAST(:keys AS VARCHAR[])) AS k"
+)
 
 
 class NotifierStore:
@@ -132,13 +173,15 @@ class NotifierStore:
         return await self.session.get(ContactRow, order_id)
 
     async def contacts(self, order_ids: Sequence[str]) -> list[ContactRow]:
-        query = sa.select(ContactRow).where(ContactRow.order_id.in_(order_ids))
+        query = sa.select(ContactRow).where(one_of(self.session, ContactRow.order_id, order_ids))
         return list((await self.session.execute(query)).scalars())
 
     async def record(self, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Insert messages; an identity already in the log is left alone. Returns the ids of the new ones."""
         if not rows:
             return set()
+        if is_postgres(self.session):
+            return await self._record_pg(rows)
         table = NOTIFICATIONS
         stmt = dialect_insert(self.session, table).on_conflict_do_nothing(
             index_elements=["order_id", "channel", "dedupe"]
@@ -146,12 +189,32 @@ class NotifierStore:
         result = await self.session.execute(stmt.returning(table.c.id), list(rows))
         return {r.id for r in result.all()}
 
+    async def _record_pg(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """One INSERT … SELECT FROM unnest(one array per column): the same text for any number of rows (a
+        multi-row VALUES is a new statement to compile, parse and plan for each size), and no per-value work in
+        SQLAlchemy. Straight to asyncpg, inside the session's transaction."""
+        columns = list(rows[0])
+        arrays = [[r[c] for r in rows] for c in columns]
+        names = ", ".join(f'"{c}"' for c in columns)
+        unnest = ", ".join(f"${i + 1}::{_RECORD_TYPES[c]}[]" for i, c in enumerate(columns))
+        statement = (
+            f"INSERT INTO notifications ({names}) SELECT * FROM unnest({unnest}) "  # noqa: S608 (column names are ours)
+            "ON CONFLICT (order_id, channel, dedupe) DO NOTHING RETURNING id"
+        )
+        raw = await (await self.session.connection()).get_raw_connection()
+        driver: Any = raw.driver_connection
+        return {r["id"] for r in await driver.fetch(statement, *arrays)}
+
     async def supersede(self, order_ids: Sequence[str], kinds: Sequence[str]) -> list[tuple[str, str]]:
         """Unsent messages of these kinds no longer matter: mark them dropped; returns (channel, kind)."""
         table = NOTIFICATIONS
         stmt = (
             sa.update(table)
-            .where(table.c.order_id.in_(order_ids), table.c.kind.in_(kinds), table.c.status == "pending")
+            .where(
+                one_of(self.session, table.c.order_id, order_ids),
+                one_of(self.session, table.c.kind, kinds),
+                table.c.status == "pending",
+            )
             .values(status="dropped", error="superseded by a later event", lease_until=None)
             .returning(table.c.channel, table.c.kind)
         )
@@ -162,7 +225,9 @@ class NotifierStore:
         if not pairs:
             return set()
         hashes = {h for _, h in pairs}
-        query = sa.select(OptOutRow.channel, OptOutRow.address_hash).where(OptOutRow.address_hash.in_(hashes))
+        query = sa.select(OptOutRow.channel, OptOutRow.address_hash).where(
+            one_of(self.session, OptOutRow.address_hash, sorted(hashes))
+        )
         found = {(r.channel, r.address_hash) for r in (await self.session.execute(query)).all()}
         return found & set(pairs)
 
@@ -183,6 +248,16 @@ class NotifierStore:
         await self.session.execute(
             sa.delete(OptOutRow).where(OptOutRow.channel == channel, OptOutRow.address_hash == hashed)
         )
+
+    async def lock_orders(self, order_ids: Sequence[str]) -> None:
+        """On PostgreSQL, a lock per order until the transaction ends (taken in sorted order): an order's event
+        and a delivery event that came before it wait for each other, so the delivery event is either deferred
+        before the order's transaction looks for deferred events, or finds the order's contact. SQLite runs
+        one writer at a time already. Two-key advisory locks: their keys never meet the one-key locks (the
+        outbox relay's, migrations')."""
+        if not order_ids or not is_postgres(self.session):
+            return
+        await self.session.execute(_LOCK_ORDERS, {"keys": sorted(set(order_ids))})
 
     async def defer(self, order_id: str, envelope: dict[str, Any], at: datetime) -> None:
         stmt = dialect_insert(self.session, DeferredRow.__table__).on_conflict_do_nothing()
@@ -240,6 +315,60 @@ class NotifierStore:
         return True
 
 
+# The answers of a batch of provider calls in one UPDATE … FROM unnest(arrays), on PostgreSQL: one statement of
+# the same text for any number of answers (straight to asyncpg, inside the session's transaction).
+_APPLY_COLUMNS = ("id", "status", "provider_id", "error", "sent_at", "next_attempt_at", "ambiguous")
+_APPLY_PG = """
+UPDATE notifications AS n
+SET status = c.status, provider_id = c.provider_id, error = c.error, sent_at = c.sent_at,
+    next_attempt_at = c.next_attempt_at, ambiguous = n.ambiguous + c.ambiguous, lease_until = NULL
+FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+            $7::integer[]) AS c(id, status, provider_id, error, sent_at, next_attempt_at, ambiguous)
+WHERE n.id = c.id AND n.status = 'sending'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A message claimed for a provider call."""
+
+    id: str
+    order_id: str
+    kind: str
+    channel: str
+    to: str
+    to_hash: str
+    language: str
+    subject: str | None
+    body: str
+    html: str | None
+    attempts: int
+    ambiguous: int
+    opted_out: bool
+
+
+_CLAIMED = [f.name for f in fields(Claimed)]
+# One statement on PostgreSQL: choose (SKIP LOCKED), mark, return with the opt-out check; straight to asyncpg.
+_CLAIM_RETURNING = (
+    'n.id, n.order_id, n.kind, n.channel, n."to", n.to_hash, n.language, n.subject, n.body, n.html, n.attempts, '
+    "n.ambiguous, EXISTS (SELECT 1 FROM opt_outs o WHERE o.channel = n.channel AND o.address_hash = n.to_hash) "
+    "AS opted_out"
+)
+_CLAIM_PG = f"""
+UPDATE notifications AS n SET status = 'sending', lease_until = $2, attempts = n.attempts + 1
+WHERE n.id IN (SELECT id FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1
+               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+RETURNING {_CLAIM_RETURNING}
+"""  # noqa: S608 (no outside text)
+_CLAIM_EXPIRED_PG = f"""
+UPDATE notifications AS n
+SET status = 'sending', lease_until = $2, attempts = n.attempts + 1, ambiguous = n.ambiguous + 1
+WHERE n.id IN (SELECT id FROM notifications WHERE status = 'sending' AND lease_until < $1
+               ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+RETURNING {_CLAIM_RETURNING}
+"""  # noqa: S608
+
+
 class SendingStore:
     """The sender's side of the log: claim due messages (recorded before the provider call) and record what
     the providers answered (after it)."""
@@ -249,11 +378,19 @@ class SendingStore:
 
     async def claim_due(
         self, now: datetime, lease_until: datetime, limit: int, *, expired: bool = False
-    ) -> list[sa.Row[Any]]:
+    ) -> list[Claimed]:
         """Claim pending messages whose time has come (or, `expired`, messages whose sender vanished mid-call:
-        their lease is over and the outcome of that attempt unknown). One statement: UPDATE … RETURNING.
+        their lease is over and the outcome of that attempt unknown), each with whether its address opted out.
+        One statement: UPDATE … RETURNING (on SQLite, and a query for the opt-outs).
 
         On PostgreSQL `SKIP LOCKED` lets replicas claim side by side without waiting on each other."""
+        if limit <= 0:
+            return []
+        if is_postgres(self.session):
+            raw = await (await self.session.connection()).get_raw_connection()
+            driver: Any = raw.driver_connection
+            found = await driver.fetch(_CLAIM_EXPIRED_PG if expired else _CLAIM_PG, now, lease_until, limit)
+            return [Claimed(**r) for r in found]
         table = NOTIFICATIONS
         if expired:
             due = sa.and_(table.c.status == "sending", table.c.lease_until < now)
@@ -270,11 +407,19 @@ class SendingStore:
         if expired:
             values["ambiguous"] = table.c.ambiguous + 1
         stmt = sa.update(table).where(table.c.id.in_(chosen.scalar_subquery())).values(values)
-        return list((await self.session.execute(stmt.returning(*table.c))).all())
+        columns = [table.c[name] for name in _CLAIMED if name != "opted_out"]
+        rows = list((await self.session.execute(stmt.returning(*columns))).all())
+        blocked = await NotifierStore(self.session).opted_out([(r.channel, r.to_hash) for r in rows])
+        return [Claimed(**r._asdict(), opted_out=(r.channel, r.to_hash) in blocked) for r in rows]
 
     async def apply(self, changes: Sequence[dict[str, Any]]) -> None:
         """One UPDATE per message, sent as one batch; only messages still claimed are changed."""
         if not changes:
+            return
+        if is_postgres(self.session):
+            raw = await (await self.session.connection()).get_raw_connection()
+            driver: Any = raw.driver_connection
+            await driver.execute(_APPLY_PG, *([c[k] for c in changes] for k in _APPLY_COLUMNS))
             return
         table = NOTIFICATIONS
         stmt = (

@@ -7,6 +7,7 @@ Templates use `$name` placeholders (string.Template: no attribute access, unlike
 
 from __future__ import annotations
 
+import functools
 import html
 from dataclasses import dataclass
 from string import Template
@@ -61,7 +62,7 @@ def render(
     sms_values = {**values, "merchant": _clip(merchant or "Lastmile", SMS_MERCHANT_MAX)}
     variants = [override.sms] if override.sms else []
     variants += [texts.sms, texts.sms_short]
-    sms = segments.fit([_fill(v, sms_values) for v in variants])
+    sms = segments.fit(_fill(v, sms_values) for v in variants)
     subject = _fill(override.subject or texts.subject, values).replace("\n", " ")[:250]
     paragraph = _fill(override.text or texts.text, values)
     button = lang.failed_button if kind == FAILED else lang.button
@@ -113,7 +114,27 @@ def _values(
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
-    return " ".join(Template(template).safe_substitute(values).split())
+    """`Template(template).safe_substitute(values)`, whitespace collapsed; the template parsed once."""
+    text = "".join(raw if name is None else values.get(name, raw) for raw, name in _pieces(template))
+    return " ".join(text.split())
+
+
+@functools.lru_cache(maxsize=4096)
+def _pieces(template: str) -> tuple[tuple[str, str | None], ...]:
+    """The template as (text, placeholder name or None) pieces, by string.Template's own pattern: `$$` is a
+    dollar sign, an unknown or malformed placeholder stays as written (safe_substitute's rules)."""
+    pieces: list[tuple[str, str | None]] = []
+    pos = 0
+    for m in Template.pattern.finditer(template):
+        pieces.append((template[pos : m.start()], None))
+        name = m.group("named") or m.group("braced")
+        if name:
+            pieces.append((m.group(0), name))
+        else:
+            pieces.append(("$" if m.group("escaped") is not None else m.group(0), None))
+        pos = m.end()
+    pieces.append((template[pos:], None))
+    return tuple(pieces)
 
 
 def _greeting(lang: Language, values: dict[str, str]) -> str:

@@ -64,7 +64,9 @@ class FakeTwilio:
         if self.fail_next > 0:
             self.fail_next -= 1
             return _error(503, 20503, "Service unavailable")
-        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        form: dict[str, str] = {}  # Twilio reads form parameters only from a form-encoded body
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
         for name in ("To", "From", "Body"):
             if not form.get(name):
                 return _error(400, 21604 if name == "To" else 21602, f"A '{name}' parameter is required.")
