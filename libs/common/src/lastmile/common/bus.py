@@ -709,7 +709,9 @@ class _KafkaConsumerLoop:
                             *(self._partition(consumer, tp, recs) for tp, recs in batches.items())
                         )
                         # One commit request for every partition of the fetch, not one round trip each.
-                        await self._commit(consumer, {tp: offset for tp, offset in done if offset is not None})
+                        await self._commit(
+                            consumer, {tp: offset for tp, offset in done if offset is not None}
+                        )
                 finally:
                     self._idle.set()
         finally:
