@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 DETOUR = 1.06  # streets bend more than the L-shaped path `along` draws (1.27 of the straight line on average)
 
 
+NOT_YET_TRIES, NOT_YET_WAIT_S = 30, 1.0  # real seconds: a stop the tracker does not know on this route yet
+
+
 @dataclass(frozen=True)
 class DriverConfig:
     ping_interval_s: float = 30.0  # while moving; phones report less often when they stand still
@@ -64,6 +67,7 @@ class Driver:
         self.upcoming: list[dict[str, Any]] = []
         self.t = clock.now()  # the driver's own timeline
         self.route: dict[str, Any] | None = None  # as the phone last synced it
+        self.route_id: str | None = None  # the last route the phone had (closed at the day's end)
         self.finished = False
         self._results: asyncio.Queue[tuple[dict[str, Any], dict[str, Any], datetime]] = asyncio.Queue()
 
@@ -96,6 +100,10 @@ class Driver:
                 await self._finish()  # the driver goes home; what is left is failed, not attempted
                 stops = []
             if self.t >= until:
+                if not self.finished and self.route_id is not None:
+                    # the day is over: the route is closed whatever the phone last saw of it (the platform fails
+                    # what it still holds open, rather than leaving it out for delivery overnight)
+                    await self._finish()
                 return
             if not stops:
                 if self.position != self.depot:
@@ -129,7 +137,7 @@ class Driver:
 
     async def _finish(self) -> None:
         await self._results.join()  # the results the phone still holds go first
-        route_id = (self.route or {}).get("route_id")
+        route_id = (self.route or {}).get("route_id") or self.route_id
         if route_id:
             status = await self.platform.finish_route(self.device, route_id)
             self._note("finished route", None, status=status, left=len(self._remaining(self.route)))
@@ -150,6 +158,8 @@ class Driver:
                     if route is None and self.route is not None:
                         self._note("route gone", None)
                     self.route = route
+                    if route is not None:
+                        self.route_id = route.get("route_id")
             except Exception as error:  # the phone keeps the route it has and tries again later
                 self._note("sync failed", None, error=str(error)[:200])
             await self.clock.sleep(self.config.route_sync_s)
@@ -160,6 +170,13 @@ class Driver:
             stop, body, arrived = await self._results.get()
             try:
                 status = await self.platform.complete(self.device, stop["order_id"], body)
+                for _ in range(NOT_YET_TRIES):
+                    if status != 404:
+                        break
+                    # The route the phone synced from the planner may be ahead of the tracker's (a stop moved to
+                    # this vehicle a moment ago): the phone keeps the result and tries again, as an app does.
+                    await asyncio.sleep(NOT_YET_WAIT_S)
+                    status = await self.platform.complete(self.device, stop["order_id"], body)
                 seen = self.obs.by_order_id.get(stop["order_id"])
                 if status < 300 and seen is not None:
                     seen.arrived_at = seen.arrived_at or arrived
