@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import random
 from typing import Any
 
 from lastmile.planner import domain, planning
 from lastmile.planner.handlers_plans import Day, mode_for, vehicle_state
+from lastmile.planner.problem import Matrix, SolverInput, SolverJob, SolverVehicle, route_cost, timeline
 from lastmile.planner.store import JobRow, RouteRow
 
 
@@ -350,3 +353,42 @@ class TestVehicleState:
         state = vehicle_state(day, make.van(), make.at(11), 600)
         assert state.started
         assert state.loaded == ("o1", "o2")  # the return is still at the customer's
+
+
+class TestLeastLate:
+    """`_least_late` evaluates insertions with its own arithmetic: it must choose what `timeline` would."""
+
+    @staticmethod
+    def _reference(inp: Any, vehicle: Any, route: list[int], job: int, where: int) -> int:
+        def key(position: int) -> tuple[int, float, bool]:
+            steps = timeline(inp, vehicle, [*route[:position], job, *route[position:]], set())
+            late = sum(int(v["duration"]) for step in steps for v in step["violations"])
+            span = int(steps[-1]["arrival"]) - int(steps[0]["arrival"])
+            return late, route_cost(vehicle, span, int(steps[-1]["distance"])), position != where
+
+        return min(range(len(route) + 1), key=key)
+
+    def test_chooses_the_position_timeline_would_on_random_routes(self) -> None:
+        rng = random.Random(5)
+        for case in range(60):
+            size = rng.randint(3, 14)
+            points = [(rng.uniform(0, 8000), rng.uniform(0, 8000)) for _ in range(size + 1)]
+            metres = [[int(math.dist(a, b)) for b in points] for a in points]
+            matrix = Matrix.of([[m // 7 for m in row] for row in metres], metres)
+            jobs = []
+            for i in range(1, size + 1):
+                start = rng.randint(0, 6) * 1800
+                windows = ((start, start + rng.choice((1800, 3600, 7200))),)
+                if rng.random() < 0.2:
+                    windows = (*windows, (start + 10800, start + 14400))
+                jobs.append(SolverJob(i, i, rng.randint(60, 400), (1,), (0,), windows))
+            vehicle = SolverVehicle(
+                1, "car", 0, None if case % 3 == 0 else 0, (100,), (0, 86400), per_km=rng.choice((0, 300))
+            )
+            inp = SolverInput(tuple(jobs), (vehicle,), {"car": matrix})
+            order = list(range(1, size + 1))
+            rng.shuffle(order)
+            job = order.pop(rng.randrange(size))
+            where = rng.randint(0, len(order))
+            chosen = planning._least_late(inp, vehicle, order, job, where)
+            assert chosen == self._reference(inp, vehicle, order, job, where), case

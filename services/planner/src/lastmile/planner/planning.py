@@ -372,13 +372,34 @@ def with_late_stops(problem: Problem, solution: dict[str, Any], late: list[str])
 
 def _least_late(inp: SolverInput, vehicle: SolverVehicle, route: list[int], job: int, where: int) -> int:
     """The position with the least lateness over the route, then the least cost; `where` (the old position)
-    wins ties, so that a stop moves only for a gain."""
+    wins ties, so that a stop moves only for a gain. The same arithmetic as `timeline`, without building its
+    steps: each position continues from the route's state before it (a re-plan of 900 stops with a few dozen
+    broken promises took seconds of the GIL with a timeline per position)."""
+    matrix = inp.matrices[vehicle.profile]
+    durations, distances = matrix.durations, matrix.distances
+    jobs = {j.id: j for j in inp.jobs}
+
+    def serve(state: tuple[int, int, int, int], job_id: int) -> tuple[int, int, int, int]:
+        t, dist, here, late = state
+        spec = jobs[job_id]
+        t += int(durations[here, spec.location])
+        dist += int(distances[here, spec.location])
+        window = next((w for w in spec.windows if t <= w[1]), spec.windows[-1])
+        return max(t, window[0]) + spec.service, dist, spec.location, late + max(0, t - window[1])
+
+    start = vehicle.window[0]
+    prefix = [(start, 0, vehicle.start, 0)]
+    for job_id in route:
+        prefix.append(serve(prefix[-1], job_id))
 
     def lateness(position: int) -> tuple[int, float, bool]:
-        steps = timeline(inp, vehicle, [*route[:position], job, *route[position:]], set())
-        late = sum(int(v["duration"]) for step in steps for v in step["violations"])
-        cost = route_cost(vehicle, _span(steps), int(steps[-1]["distance"]))
-        return late, cost, position != where
+        state = serve(prefix[position], job)
+        for job_id in route[position:]:
+            state = serve(state, job_id)
+        t, dist, here, late = state
+        if vehicle.end is not None:
+            t, dist = t + int(durations[here, vehicle.end]), dist + int(distances[here, vehicle.end])
+        return late, route_cost(vehicle, t - start, dist), position != where
 
     return min(range(len(route) + 1), key=lateness)
 
