@@ -51,17 +51,34 @@ class Day:
     positions: dict[str, PositionRow]
 
 
+class Steps(dict[str, float]):
+    """Wall seconds per step of a run, each lap since the one before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self[step] = self.get(step, 0.0) + now - self._last
+        self._last = now
+
+
 @dataclass
 class Outcome:
     plan: Plan
     solved: Solved
     problem: Problem
     moved: set[str] = field(default_factory=set)
+    # wall seconds of each step of the run (load, problem, matrices, engines, promises, save): where a slow
+    # re-plan spends its time, on the plan record for ops
+    steps: Steps = field(default_factory=Steps)
 
     def result(self) -> dict[str, Any]:
         return {
             "engine": self.solved.engine,
             "solve_s": round(self.solved.seconds, 3),
+            "steps_s": {k: round(v, 3) for k, v in self.steps.items()},
             "candidates": self.solved.candidates,
             "stops_moved": len(self.moved),
             "jobs": len(self.problem.jobs) + len(self.problem.skipped),
@@ -142,15 +159,18 @@ async def solve_day(
     mode: str,
     triggers: frozenset[str] = frozenset(),
     left_out: frozenset[str] = frozenset(),
+    steps: Steps | None = None,
 ) -> Outcome:
     """`left_out`: orders a plan already could not place; the quick insertion may leave them out again
     without calling for a full re-plan (which would then run on every new order of a day with one)."""
     s = deps.settings
+    steps = Steps() if steps is None else steps
     depart = problem.at(min((v.window[0] for v in problem.input.vehicles), default=0))
     matrices: dict[str, Matrix] = {}
     for profile in problem.input.profiles:
         matrices[profile] = await deps.travel.matrix(problem.locations, profile, depart)
     problem = problem.with_matrices(matrices)
+    steps.lap("matrices")
     options = SolveOptions(
         mode="wave" if mode == "wave" else "replan",
         exploration=s.solver_exploration if mode == "wave" else s.replan_exploration,
@@ -171,6 +191,7 @@ async def solve_day(
         solved = Solved(quick, "insertion", time.perf_counter() - began, {})
     else:
         solved = await deps.solver.solve(problem.input, options)
+    steps.lap("engines")
     solution = solved.solution
     late = planning.broken_promises(problem, solution)
     # pure Python over every route (timelines): in threads, so the services' loop keeps answering
@@ -180,12 +201,15 @@ async def solve_day(
     ):
         checked = await deps.solver.solve(inp, SolveOptions(mode="check"))
         solution = planning.merge_checked(solution, checked.solution)
+    steps.lap("promises")
     if mode != "wave":
         solution = await asyncio.to_thread(planning.keep_sequences, problem, solution, s.replan_min_saving)
+        steps.lap("keep")
     SOLVE_SECONDS.labels(problem.depot.id, mode).observe(time.perf_counter() - began)
     ENGINE_WINS.labels(solved.engine).inc()
     plan = await asyncio.to_thread(planning.read_solution, problem, solution, s.promise_margin_s)
-    return Outcome(plan, solved, problem)
+    steps.lap("read")
+    return Outcome(plan, solved, problem, steps=steps)
 
 
 # below this many waiting orders a re-plan always starts from the routes (few new orders: small churn)
@@ -225,10 +249,13 @@ class Run:
 async def save_plan(deps: Deps, run: Run, outcome: Outcome) -> None:
     now = deps.clock.now()
     plan, depot = outcome.plan, outcome.problem.depot
+    steps = outcome.steps
     async with deps.db.transaction() as session:
+        steps.lap("save_lock")
         store = PlannerStore(session)
         jobs = {j.order_id: j for j in await store.jobs(run.depot_id, run.day)}
         routes = {r.vehicle_id: r for r in await store.routes(run.depot_id, run.day)}
+        steps.lap("save_load")
         before = {
             v: [o for o in r.order_ids() if _open(jobs, o)]
             for v, r in routes.items()
@@ -256,6 +283,7 @@ async def save_plan(deps: Deps, run: Run, outcome: Outcome) -> None:
             if job is not None and _open(jobs, order_id):
                 routes_mod.unassign(session, job, why, detail)
         _record(rows, outcome, plan, now)
+        steps.lap("save_build")
     for trigger, count in run.triggers.items() or {run.kind: 1}.items():
         REPLANS.labels(run.depot_id, trigger).inc(count)
     if outcome.moved:

@@ -13,7 +13,7 @@ from lastmile.common.ids import new_id
 from lastmile.common.runtime import BackgroundTask
 from lastmile.planner import domain
 from lastmile.planner.handlers import Deps
-from lastmile.planner.handlers_plans import Run, load_day, mode_for, problem_of, save_plan, solve_day
+from lastmile.planner.handlers_plans import Run, Steps, load_day, mode_for, problem_of, save_plan, solve_day
 from lastmile.planner.store import PlannerStore, PlanRow
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,7 @@ class Replanner(BackgroundTask):
 
 async def plan_day(deps: Deps, run: Run) -> bool:
     """Plan one depot-day; False when there was nothing to do (unknown depot, or its wave has not run yet)."""
+    steps = Steps()
     day = await load_day(deps, run.depot_id, run.day)
     if day is None:
         return False
@@ -134,11 +135,24 @@ async def plan_day(deps: Deps, run: Run) -> bool:
         async with deps.db.read() as session:
             if not await PlannerStore(session).wave_ran(run.depot_id, run.day):
                 return False  # orders wait for the day's wave
+    steps.lap("load")
     now = deps.clock.now()
     problem = await asyncio.to_thread(problem_of, day, now, deps.settings.position_max_age_s)
+    steps.lap("problem")
     left_out = frozenset(o for o, j in day.jobs.items() if j.status == "unassigned")
-    outcome = await solve_day(deps, problem, mode_for(run.kind, day), frozenset(run.triggers), left_out)
+    mode = mode_for(run.kind, day)
+    outcome = await solve_day(deps, problem, mode, frozenset(run.triggers), left_out, steps)
     await save_plan(deps, run, outcome)
+    steps.lap("save_commit")
+    log.info(
+        "planned %s on %s (%s, %d jobs): %.2f s, %s",
+        run.depot_id,
+        run.day,
+        mode,
+        len(problem.jobs),
+        sum(steps.values()),
+        " ".join(f"{k} {v:.2f}" for k, v in steps.items()),
+    )
     return True
 
 
