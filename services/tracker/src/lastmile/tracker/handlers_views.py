@@ -18,7 +18,7 @@ from lastmile.common.auth import hash_secret
 from lastmile.common.errors import NotFound
 from lastmile.tracker import domain_views as views
 from lastmile.tracker.deps import Deps
-from lastmile.tracker.store import RouteRow, StopRow, TrackerStore, TrackingRow, VehicleStateRow
+from lastmile.tracker.store import StopRow, TrackerStore, TrackingRow, VehicleStateRow
 
 STREAM_LIFETIME_S = 3600.0  # EventSource reconnects by itself; a bounded stream frees what it holds
 
@@ -72,9 +72,9 @@ async def tracked(token: str, deps: Deps) -> Tracked | None:
         if row is None or (row.expires_at is not None and row.expires_at <= now):
             return None
         stop = await store.stop(row.order_id)
-        route = await store.route(stop.route_id) if stop is not None else None
+        progress = await store.route_progress(stop.route_id) if stop is not None else None
         vehicle = await store.vehicle_state(stop.vehicle_id) if stop is not None else None
-    facts = _stop_facts(stop, route)
+    facts = _stop_facts(stop, progress)
     position = views.Position(vehicle.lat, vehicle.lon, vehicle.recorded_at) if vehicle else None
     settings = deps.settings
     shown = views.MapSettings(
@@ -102,12 +102,12 @@ def _order_facts(row: TrackingRow) -> views.OrderFacts:
     )
 
 
-def _stop_facts(stop: StopRow | None, route: RouteRow | None) -> views.StopFacts | None:
+def _stop_facts(stop: StopRow | None, progress: dict[str, Any] | None) -> views.StopFacts | None:
+    """`progress`: the ETA engine's progress along the stop's route."""
     if stop is None:
         return None
     eta, before = stop.eta or stop.planned_arrival, None
-    progress = (route.progress or {}) if route is not None and route.id == stop.route_id else {}
-    state = progress.get("stops", {}).get(stop.order_id)
+    state = (progress or {}).get("stops", {}).get(stop.order_id)
     if state is not None and state.get("status") == "open" and state.get("eta") is not None:
         eta, before = datetime.fromtimestamp(state["eta"], eta.tzinfo), state.get("before")
     elif state is not None and state.get("status") == "arrived":

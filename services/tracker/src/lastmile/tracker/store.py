@@ -303,6 +303,14 @@ class TrackerStore:
         query = sa.select(RouteRow).where(RouteRow.id == route_id)
         return (await self.session.execute(self._locked(query, lock))).scalar_one_or_none()
 
+    async def route_progress(self, route_id: str | None) -> dict[str, Any] | None:
+        """The ETA engine's progress along a route, without its snapshot (a customer's tracking read needs no
+        more: the snapshot was most of the JSON each read decoded)."""
+        if route_id is None:
+            return None
+        query = sa.select(RouteRow.progress).where(RouteRow.id == route_id)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
     async def current_routes(self, vehicle_ids: Sequence[str], *, lock: bool = False) -> dict[str, RouteRow]:
         """Each vehicle's route being driven, else its next planned one."""
         query = (
