@@ -445,3 +445,30 @@ async def _unassigned(p: Any, order_id: str) -> bool:
     return any(
         e.data["order_id"] == order_id for e in p.events("deliveries.v1", "lastmile.delivery.unassigned")
     )
+
+
+async def test_each_vehicle_keeps_its_latest_position_whatever_order_fixes_arrive_in(
+    planner_factory: Any,
+) -> None:
+    from lastmile.common.bus import OutgoingRecord
+    from lastmile.planner.store import PlannerStore
+
+    async with planner_factory() as p:
+        a, b = p.vehicles[0]["id"], "veh_other"
+
+        def fix(vehicle: str, minutes: int, lat: float) -> ev.LocationReported:
+            at = NOW + timedelta(minutes=minutes)
+            return ev.LocationReported(
+                vehicle_id=vehicle, device_id="d1", lat=lat, lon=13.4, recorded_at=at, received_at=at
+            )
+
+        records = [fix(a, 1, 52.51), fix(b, 1, 52.61), fix(a, 3, 52.53), fix(a, 2, 52.52), fix(a, 3, 52.53)]
+        # one publish, so one batch: the same vehicle several times, one fix late, one twice
+        await p.bus.publish(
+            [OutgoingRecord(r.TOPIC.name, r.key().encode(), r.envelope("test").to_bytes()) for r in records]
+        )
+        await p.publish(fix(b, 0, 52.60))  # late on its own
+        await eventually(lambda: p.bus.pending("planner", "locations.v1") == 0)
+        async with p.app.state.deps.db.read() as session:
+            found = await PlannerStore(session).positions([a, b])
+        assert {v: r.lat for v, r in found.items()} == {a: 52.53, b: 52.61}

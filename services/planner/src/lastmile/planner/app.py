@@ -78,6 +78,7 @@ def create_app(settings: PlannerSettings, *, bus: Bus | None = None, clock: Cloc
         migrations=Path(__file__).parent / "migrations",
         make_deps=make_deps,
         subscriptions=lambda deps: bind(handlers.SUBSCRIPTIONS, deps),
+        inbox_exempt=handlers.INBOX_EXEMPT,
         background=background,
         bus=bus,
         clock=clock,

@@ -242,13 +242,17 @@ async def on_location(
     """Where each vehicle is, for the next re-plan; no re-plan of its own (pings are frequent)."""
     if event.suspect:
         return
-    row = await session.get(PositionRow, event.vehicle_id)
+    positions = session.info.get("positions")
+    if positions is None:  # the batch's vehicles in one query, not one each
+        batch = session.info.get("batch") or [event]
+        ids = sorted({p.vehicle_id for p in batch if isinstance(p, ev.LocationReported)})
+        positions = session.info["positions"] = await PlannerStore(session).positions(ids)
+    row = positions.get(event.vehicle_id)
     if row is None:
-        session.add(
-            PositionRow(
-                vehicle_id=event.vehicle_id, lat=event.lat, lon=event.lon, recorded_at=event.recorded_at
-            )
+        positions[event.vehicle_id] = row = PositionRow(
+            vehicle_id=event.vehicle_id, lat=event.lat, lon=event.lon, recorded_at=event.recorded_at
         )
+        session.add(row)
     elif row.recorded_at < event.recorded_at:
         row.lat, row.lon, row.recorded_at = event.lat, event.lon, event.recorded_at
 
@@ -268,3 +272,7 @@ SUBSCRIPTIONS: dict[type[ev.Payload], HandlerWithDeps[Deps]] = {
     ev.DeviceUpserted: on_device,
     ev.LocationReported: on_location,
 }
+
+# a position only ever moves forward (by the time it was recorded): handling one twice changes nothing, so
+# locations.v1 (a record per ping) needs no inbox row each
+INBOX_EXEMPT = frozenset({ev.LocationReported})
