@@ -11,11 +11,13 @@ import contextlib
 import json
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy import exc as sa_exc
@@ -179,7 +181,12 @@ def _make_engine(url: str, *, pool_size: int, echo: bool, pre_ping: bool = True)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        database = parsed.database or ":memory:"
+
+        async def connect() -> aiosqlite.Connection:
+            return await _InlineSqlite(database)
+
+        engine = create_async_engine(url, echo=echo, async_creator=connect)
         sa_event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     engine = create_async_engine(
@@ -197,6 +204,41 @@ def _make_engine(url: str, *, pool_size: int, echo: bool, pre_ping: bool = True)
     )
     sa_event.listen(engine.sync_engine, "checkout", _drop_if_closed)
     return engine
+
+
+class _InlineSqlite(aiosqlite.Connection):
+    """aiosqlite without its thread: each call runs on the event loop's thread.
+
+    SQLite answers a statement in microseconds (WAL, no fsync per commit), while aiosqlite hands every call to a
+    thread of its own and back: under load each hand-off waited for the GIL (up to its 5 ms switch interval),
+    so a transaction of a few dozen statements held the database's single writer for seconds (the embedded
+    2,000-order day, docs/benchmarks.md). Writers of a database are serialised in-process (`Database._writer`)
+    and readers never wait in WAL mode, so a call does not wait for a lock; the embedded mode's databases belong
+    to its one process."""
+
+    def __init__(self, database: str) -> None:
+        super().__init__(lambda: sqlite3.connect(database, timeout=30, check_same_thread=False), 64)
+        self._tx = _RunNow()  # type: ignore[assignment]
+
+    def __await__(self) -> Any:
+        return self._connect().__await__()  # no thread to start
+
+
+class _RunNow:
+    """Where aiosqlite (and SQLAlchemy's adapter) queue calls for the connection's thread: run at once, the
+    answer set on the call's future before anyone awaits it."""
+
+    @staticmethod
+    def put_nowait(item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except Exception as exc:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+        else:
+            if future is not None and not future.done():
+                future.set_result(result)
 
 
 def _drop_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
