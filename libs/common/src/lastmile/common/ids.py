@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 import uuid
@@ -20,3 +21,42 @@ def uuid7() -> uuid.UUID:
 def new_id(prefix: str) -> str:
     """`ord_0192f…`: the prefix says what it names, the hex sorts by time."""
     return f"{prefix}_{uuid7().hex}"
+
+
+# A random hex digit → the digit that keeps its two low bits and carries the RFC 9562 variant (10xx) above them.
+_VARIANT = {f"{n:x}": f"{8 | n & 3:x}" for n in range(16)}
+
+
+def new_ids(prefix: str, count: int) -> list[str]:
+    """`count` ids as `new_id` gives them (the same 74 random bits each), from one clock reading and one
+    `os.urandom` call: about a tenth of the CPU of `new_id` each, for producers of many (order intake's batches).
+    Ids of one call share their millisecond, so they sort among themselves at random, as ids of one millisecond
+    always did."""
+    ms = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
+    rand = os.urandom(10 * count).hex()  # 20 hex digits an id, of which 18½ are used
+    v = _VARIANT
+    return [
+        f"{prefix}_{ms}7{rand[i : i + 3]}{v[rand[i + 3]]}{rand[i + 4 : i + 19]}"
+        for i in range(0, 20 * count, 20)
+    ]
+
+
+def uuid4_strings(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs in their canonical text form, as `str(uuid.uuid4())`, from one
+    `os.urandom` call: a fifth of the CPU of `uuid4()` and `str()` each."""
+    r = os.urandom(16 * count).hex()
+    v = _VARIANT
+    return [
+        f"{r[i : i + 8]}-{r[i + 8 : i + 12]}-4{r[i + 13 : i + 16]}-{v[r[i + 16]]}{r[i + 17 : i + 20]}-{r[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
+def url_tokens(count: int, nbytes: int = 24) -> list[str]:
+    """`count` tokens as `secrets.token_urlsafe(nbytes)` gives them, from one `os.urandom` call. `nbytes` is a
+    multiple of 3, so that each token is whole base64 characters with no padding."""
+    if nbytes % 3:
+        raise ValueError("nbytes must be a multiple of 3")
+    text = base64.urlsafe_b64encode(os.urandom(nbytes * count)).decode()
+    size = nbytes // 3 * 4
+    return [text[i : i + size] for i in range(0, size * count, size)]

@@ -105,7 +105,7 @@ HISTORY = cast(sa.Table, StatusRow.__table__)
 IDEMPOTENCY = cast(sa.Table, IdempotencyRow.__table__)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a microsecond more per order
 class NewOrder:
     """One accepted order as rows: its event's data (JSON), what only the merchant sees, and its envelope."""
 
@@ -225,7 +225,10 @@ class IntakeStore:
         await self.add_statuses([(o.order_id, status, o.created_at, {}) for o in orders])
 
     async def add_statuses(self, rows: Sequence[tuple[str, str, datetime, dict[str, Any]]]) -> None:
-        history = [{"order_id": i, "status": s, "at": at, "detail": json.dumps(d)} for i, s, at, d in rows]
+        history = [
+            {"order_id": i, "status": s, "at": at, "detail": json.dumps(d) if d else "{}"}
+            for i, s, at, d in rows
+        ]
         await insert_many(self.session, HISTORY, history, raw_json=["detail"])
 
     async def order(
