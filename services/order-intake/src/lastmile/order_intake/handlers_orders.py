@@ -259,8 +259,7 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
             else:
                 kept.append(order)
         await store.add_orders(kept, "received")
-        for order in kept:
-            outbox.stage(session, ev.ORDERS, order.depot_id, order.envelope)
+        outbox.stage_many(session, ev.ORDERS, [(order.depot_id, order.envelope) for order in kept])
         result = {"created": len(kept), "rejected": len(items) - len(kept), "items": items}
         return Reply(200, orjson.dumps(result))  # plain data: the bytes to_json gives, in half the time
 
