@@ -4,10 +4,11 @@ import uuid
 from lastmile.common.ids import new_id, new_ids, url_tokens, uuid4_strings
 
 
-def test_ids_made_in_bulk_are_uuid7_with_the_prefix_and_sort_after_earlier_ones() -> None:
+def test_ids_made_in_bulk_are_uuid7_with_the_prefix_and_sort_in_the_order_given() -> None:
     earlier = new_id("ord")
     ids = new_ids("ord", 500)
     assert len(set(ids)) == 500
+    assert ids == sorted(ids)
     for id_ in ids:
         prefix, _, hex_ = id_.partition("_")
         value = uuid.UUID(hex_)
