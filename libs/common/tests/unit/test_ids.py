@@ -1,7 +1,6 @@
-import base64
 import uuid
 
-from lastmile.common.ids import new_id, new_ids, url_tokens, uuid4_strings
+from lastmile.common.ids import new_id, new_ids, uuid4_strings
 
 
 def test_ids_made_in_bulk_are_uuid7_with_the_prefix_and_sort_in_the_order_given() -> None:
@@ -22,10 +21,3 @@ def test_uuid4_strings_are_canonical_random_uuids() -> None:
     for text in texts:
         value = uuid.UUID(text)
         assert (str(value), value.version, value.variant) == (text, 4, uuid.RFC_4122)
-
-
-def test_url_tokens_are_token_urlsafe_shaped() -> None:
-    tokens = url_tokens(100, 24)
-    assert len(set(tokens)) == 100
-    for token in tokens:
-        assert (len(token), len(base64.urlsafe_b64decode(token))) == (32, 24)

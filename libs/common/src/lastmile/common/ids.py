@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import time
 import uuid
@@ -49,13 +48,3 @@ def uuid4_strings(count: int) -> list[str]:
         f"{r[i : i + 8]}-{r[i + 8 : i + 12]}-4{r[i + 13 : i + 16]}-{v[r[i + 16]]}{r[i + 17 : i + 20]}-{r[i + 20 : i + 32]}"
         for i in range(0, 32 * count, 32)
     ]
-
-
-def url_tokens(count: int, nbytes: int = 24) -> list[str]:
-    """`count` tokens as `secrets.token_urlsafe(nbytes)` gives them, from one `os.urandom` call. `nbytes` is a
-    multiple of 3, so that each token is whole base64 characters with no padding."""
-    if nbytes % 3:
-        raise ValueError("nbytes must be a multiple of 3")
-    text = base64.urlsafe_b64encode(os.urandom(nbytes * count)).decode()
-    size = nbytes // 3 * 4
-    return [text[i : i + size] for i in range(0, size * count, size)]

@@ -8,6 +8,7 @@ import base64
 import binascii
 import collections
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +31,7 @@ from lastmile.common.errors import (
     Unprocessable,
     pointer,
 )
-from lastmile.common.ids import new_ids, url_tokens, uuid4_strings
+from lastmile.common.ids import new_ids, uuid4_strings
 from lastmile.order_intake import domain
 from lastmile.order_intake.caches import Merchant
 from lastmile.order_intake.handlers import SOURCE, Deps
@@ -65,13 +66,12 @@ def rejected(reason: str, count: int = 1) -> None:
 
 class _Orders:
     """Makes the accepted orders of one request: what they share is formatted once (the time, the merchant,
-    their envelopes' head) and their random ids and tracking tokens are drawn in one go."""
+    their envelopes' head) and their random ids are drawn in one go."""
 
     def __init__(self, merchant: Merchant, deps: Deps, now: datetime, count: int) -> None:
         self.merchant, self.now, self.base_url = merchant, now, deps.settings.tracking_base_url
         self.envelope = ev.EnvelopeWriter(ev.OrderCreated, SOURCE, now)
         self.order_ids, self.event_ids = new_ids("ord", count), uuid4_strings(count)
-        self.tokens = url_tokens(count, 24)  # 192 bits: unguessable
 
     def new(self, n: int, cmd: CreateOrder, depot: domain.Depot, at: str) -> tuple[NewOrder, dict[str, Any]]:
         """The request's `n`th order as rows, and its event's data."""
@@ -82,7 +82,7 @@ class _Orders:
             merchant_id=merchant.id,
             merchant_name=merchant.name,
             depot=depot,
-            tracking_token=self.tokens[n],
+            tracking_token=secrets.token_urlsafe(24),  # 192 bits: unguessable
             tracking_base_url=self.base_url,
             now=now,
             at=at,
