@@ -5,6 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from lastmile.common import events as ev
+from lastmile.common.ids import uuid4_strings
 
 
 def test_every_payload_travels_on_a_known_topic_with_its_key_field() -> None:
@@ -34,6 +35,16 @@ def test_a_serialised_envelope_has_the_bytes_of_the_model_one() -> None:
     )
     decoded, typed = ev.decode(fast.to_bytes())
     assert (decoded.id, decoded.type, typed) == (fast.id, fast.type, payload)
+
+
+def test_an_envelope_writer_gives_the_model_envelopes_bytes_for_text_ids() -> None:
+    at = datetime(2026, 11, 27, 10, 0, 0, 123456, tzinfo=UTC)
+    write = ev.EnvelopeWriter(ev.Arrived, "tracker", at)
+    for id_ in uuid4_strings(3):
+        payload = ev.Arrived(order_id=f'ord_"{id_}', vehicle_id="veh_1", at=at)
+        fast = write(payload.order_id, payload.model_dump_json(), id_)
+        assert fast.to_bytes() == payload.envelope("tracker", time=at, id=uuid.UUID(id_)).to_bytes()
+        assert (fast.id, fast.type) == (id_, "lastmile.delivery.arrived")
 
 
 def test_consumers_ignore_fields_added_later() -> None:

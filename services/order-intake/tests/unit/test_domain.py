@@ -8,7 +8,7 @@ from pydantic_core import to_json
 
 from lastmile.common import events as ev
 from lastmile.order_intake import domain
-from lastmile.order_intake.schemas import CreateOrder
+from lastmile.order_intake.schemas import CreateOrder, DestinationIn, ParcelIn, TimeWindowIn
 
 BERLIN = domain.Depot("dep_b", "Berlin", 52.52, 13.40, "Europe/Berlin", 15)
 NOW = datetime(2030, 12, 2, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
@@ -53,6 +53,16 @@ def test_a_new_orders_data_is_exactly_its_created_event(level: str | None) -> No
     event = ev.OrderCreated.model_validate(data)
     assert set(data) == set(ev.OrderCreated.model_fields)
     assert json.loads(to_json(data)) == json.loads(event.model_dump_json())
+
+
+def test_the_commands_destination_parcel_and_window_have_the_events_fields() -> None:
+    """`new_order` puts these parts of the command into the event's data as they are."""
+    for command_part, event_part in (
+        (DestinationIn, ev.Destination),
+        (ParcelIn, ev.Parcel),
+        (TimeWindowIn, ev.TimeWindow),
+    ):
+        assert tuple(command_part.model_fields) == tuple(event_part.model_fields)
 
 
 def test_a_same_day_window_starts_now_and_ends_at_closing() -> None:

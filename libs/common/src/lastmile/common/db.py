@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import operator
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -293,20 +294,39 @@ async def insert_many(
     (aware datetimes; JSON columns named in `raw_json` as JSON text)."""
     if not rows:
         return
+    columns = list(rows[0])
+    if len(columns) > 1:
+        values = operator.itemgetter(*columns)  # a row's values as a tuple, in C
+        records = [values(r) for r in rows]
+    else:
+        records = [(r[columns[0]],) for r in rows]
+    await insert_records(session, table, columns, records, raw_json=raw_json)
+
+
+async def insert_records(
+    session: AsyncSession,
+    table: sa.Table,
+    columns: Sequence[str],
+    records: Sequence[tuple[Any, ...]],
+    *,
+    raw_json: Sequence[str] = (),
+) -> None:
+    """`insert_many` for rows given as tuples of `columns`' values: no dict per row (for producers of many)."""
+    if not records:
+        return
     if session.get_bind().dialect.name != "postgresql":
+        rows = [dict(zip(columns, r, strict=True)) for r in records]
         if raw_json:
             rows = [{**r, **{c: json.loads(r[c]) for c in raw_json}} for r in rows]
-        await session.execute(table.insert(), list(rows))
+        await session.execute(table.insert(), rows)
         return
-    columns = list(rows[0])
     placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
     statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
     raw = await (await session.connection()).get_raw_connection()
     driver: Any = raw.driver_connection  # asyncpg.Connection, inside the session's transaction
-    records = [tuple(r[c] for c in columns) for r in rows]
     try:
         if len(records) >= COPY_FROM:
-            await driver.copy_records_to_table(table.name, records=records, columns=columns)
+            await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
         else:
             await driver.executemany(statement, records)
     except Exception as exc:

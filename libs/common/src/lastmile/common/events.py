@@ -124,7 +124,7 @@ class Payload(BaseModel):
 class SerialisedEnvelope:
     """An envelope already in its wire form; the outbox takes it like an Envelope."""
 
-    id: uuid.UUID
+    id: uuid.UUID | str  # the text form, as str(uuid) gives it, from `EnvelopeWriter`
     type: str
     raw: bytes
 
@@ -143,14 +143,26 @@ def serialise(
 ) -> SerialisedEnvelope:
     """An envelope's wire bytes around a payload already serialised to JSON (which must validate as
     `payload_type`): the same bytes as `Envelope.to_bytes()`, without building a model per event."""
-    id = id or uuid.uuid4()
-    at = (time or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-    quote = encode_basestring  # JSON string quoting, non-ASCII kept as is (like pydantic)
-    head = (
-        f'{{"specversion":"1.0","id":"{id}","type":{quote(payload_type.TYPE)},"source":{quote(source)},'
-        f'"subject":{quote(subject)},"time":"{at}","datacontenttype":"application/json","data":'
-    )
-    return SerialisedEnvelope(id, payload_type.TYPE, f"{head}{data_json}}}".encode())
+    return EnvelopeWriter(payload_type, source, time)(subject, data_json, id)
+
+
+class EnvelopeWriter:
+    """`serialise` for many events of one type, source and time (a batch's): what they share is formatted once.
+    Ids may be given as text (`ids.uuid4_strings`), which is cheaper than `uuid.UUID` objects."""
+
+    __slots__ = ("_end", "_middle", "type")
+
+    def __init__(self, payload_type: type[Payload], source: str, time: datetime | None = None) -> None:
+        at = (time or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
+        quote = encode_basestring  # JSON string quoting, non-ASCII kept as is (like pydantic)
+        self.type = payload_type.TYPE
+        self._middle = f'","type":{quote(self.type)},"source":{quote(source)},"subject":'
+        self._end = f',"time":"{at}","datacontenttype":"application/json","data":'
+
+    def __call__(self, subject: str, data_json: str, id: uuid.UUID | str | None = None) -> SerialisedEnvelope:
+        id = id or uuid.uuid4()
+        raw = f'{{"specversion":"1.0","id":"{id}{self._middle}{encode_basestring(subject)}{self._end}{data_json}}}'
+        return SerialisedEnvelope(id, self.type, raw.encode())
 
 
 EVENT_TYPES: dict[str, type[Payload]] = {}

@@ -10,14 +10,14 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from lastmile.common.bus import Bus, OutgoingRecord
-from lastmile.common.db import Database, UtcDateTime, insert_many, is_transient, utcnow
+from lastmile.common.db import Database, UtcDateTime, insert_records, is_transient, utcnow
 from lastmile.common.events import Envelope, Payload, SerialisedEnvelope, Topic
 from lastmile.common.inbox import inbox_table
 from lastmile.common.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
@@ -58,28 +58,30 @@ def add(
 
 def stage(session: AsyncSession, topic: Topic, key: str, envelope: Envelope | SerialisedEnvelope) -> None:
     """Stage an envelope already built (`Payload.serialised`, `events.serialise`) for `topic`, keyed by `key`."""
-    rows = session.info.get("outbox_rows")
+    stage_many(session, topic, ((key, envelope),))
+
+
+def stage_many(
+    session: AsyncSession, topic: Topic, events: Iterable[tuple[str, Envelope | SerialisedEnvelope]]
+) -> None:
+    """`stage` for many envelopes of one topic, each with its key."""
+    rows: list[tuple[Any, ...]] | None = session.info.get("outbox_rows")
     if rows is None:
         rows = session.info["outbox_rows"] = []
-        # One executemany just before commit rather than an INSERT per event (Database.transaction runs it).
+        # One insert of them all just before commit rather than one per event (Database.transaction runs it).
         session.info.setdefault("before_commit", []).append(_insert_staged)
-    rows.append(
-        {
-            "topic": topic.name,
-            "key": key,
-            "event_id": str(envelope.id),
-            "type": envelope.type,
-            "payload": envelope.to_bytes(),
-            "created_at": utcnow(),
-        }
-    )
+    name, now = topic.name, utcnow()
+    rows.extend((name, key, str(e.id), e.type, e.to_bytes(), now) for key, e in events)
     session.info["outbox_added"] = True
+
+
+STAGED_COLUMNS = ("topic", "key", "event_id", "type", "payload", "created_at")
 
 
 async def _insert_staged(session: AsyncSession) -> None:
     rows = session.info.pop("outbox_rows", None)
     if rows:
-        await insert_many(session, outbox_table, rows)
+        await insert_records(session, outbox_table, STAGED_COLUMNS, rows)
 
 
 class OutboxRelay:

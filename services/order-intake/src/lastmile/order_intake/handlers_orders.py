@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from prometheus_client import Counter
 from pydantic import ValidationError
 from pydantic_core import to_json
@@ -30,7 +31,7 @@ from lastmile.common.errors import (
     Unprocessable,
     pointer,
 )
-from lastmile.common.ids import new_id
+from lastmile.common.ids import new_ids, uuid4_strings
 from lastmile.order_intake import domain
 from lastmile.order_intake.caches import Merchant
 from lastmile.order_intake.handlers import SOURCE, Deps
@@ -63,35 +64,44 @@ def rejected(reason: str, count: int = 1) -> None:
 # Accept
 
 
-def _new_order(
-    cmd: CreateOrder, merchant: Merchant, depot: domain.Depot, deps: Deps, now: datetime, at: str
-) -> tuple[NewOrder, dict[str, Any]]:
-    order_id = new_id("ord")
-    data = domain.new_order(
-        cmd,
-        order_id=order_id,
-        merchant_id=merchant.id,
-        merchant_name=merchant.name,
-        depot=depot,
-        tracking_token=secrets.token_urlsafe(24),  # 192 bits: unguessable
-        tracking_base_url=deps.settings.tracking_base_url,
-        now=now,
-        at=at,
-    )
-    snapshot = to_json(data).decode()
-    order = NewOrder(
-        order_id=order_id,
-        merchant_id=merchant.id,
-        reference=cmd.reference,
-        kind=cmd.kind,
-        depot_id=depot.id,
-        created_at=now,
-        tracking_url=data["tracking_url"],
-        snapshot=snapshot,
-        extra=extra_json(cmd.service_level, cmd.metadata),
-        envelope=ev.serialise(ev.OrderCreated, order_id, SOURCE, snapshot, time=now),
-    )
-    return order, data
+class _Orders:
+    """Makes the accepted orders of one request: what they share is formatted once (the time, the merchant,
+    their envelopes' head) and their random ids are drawn in one go."""
+
+    def __init__(self, merchant: Merchant, deps: Deps, now: datetime, count: int) -> None:
+        self.merchant, self.now, self.base_url = merchant, now, deps.settings.tracking_base_url
+        self.envelope = ev.EnvelopeWriter(ev.OrderCreated, SOURCE, now)
+        self.order_ids, self.event_ids = new_ids("ord", count), uuid4_strings(count)
+
+    def new(self, n: int, cmd: CreateOrder, depot: domain.Depot, at: str) -> tuple[NewOrder, dict[str, Any]]:
+        """The request's `n`th order as rows, and its event's data."""
+        order_id, merchant, now = self.order_ids[n], self.merchant, self.now
+        data = domain.new_order(
+            cmd,
+            order_id=order_id,
+            merchant_id=merchant.id,
+            merchant_name=merchant.name,
+            depot=depot,
+            tracking_token=secrets.token_urlsafe(24),  # 192 bits: unguessable
+            tracking_base_url=self.base_url,
+            now=now,
+            at=at,
+        )
+        # orjson: the bytes pydantic's to_json gives for this data (datetimes in UTC with Z), in half the time
+        snapshot = orjson.dumps(data, option=orjson.OPT_UTC_Z).decode()
+        order = NewOrder(
+            order_id,
+            merchant.id,
+            cmd.reference,
+            cmd.kind,
+            depot.id,
+            now,
+            data["tracking_url"],
+            snapshot,
+            extra_json(cmd.service_level, cmd.metadata),
+            self.envelope(order_id, snapshot, self.event_ids[n]),
+        )
+        return order, data
 
 
 async def accept_order(cmd: CreateOrder, merchant: Merchant, deps: Deps, idem: Idempotency | None) -> Reply:
@@ -103,7 +113,7 @@ async def accept_order(cmd: CreateOrder, merchant: Merchant, deps: Deps, idem: I
             raise domain.InvalidOrder(problems)
         depots = await deps.depots.get()
         depot = domain.choose_depot(depots, cmd.destination.lat, cmd.destination.lon, cmd.depot_id)
-        order, data = _new_order(cmd, merchant, depot, deps, now, "#")
+        order, data = _Orders(merchant, deps, now, 1).new(0, cmd, depot, "#")
         extra = {"service_level": cmd.service_level, "metadata": cmd.metadata}
         pending = Pending(merchant, idem, order, to_json(view_data(data, extra, "received", now)))
     except LastmileError as exc:
@@ -178,13 +188,13 @@ async def _prepare_batch(
 ) -> _Batch:
     """Validate each order on its own; those that pass become rows, the others problems with pointers."""
     now = deps.clock.now()
+    make = _Orders(merchant, deps, now, len(raw))
     batch = _Batch([], [])
     first_index: dict[str, int] = {}
     for i, item in enumerate(raw):
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)  # let the event loop serve others between slices of a large batch
         at = f"#/orders/{i}"
-        reference = item.get("reference") if isinstance(item, dict) else None
         try:
             cmd = item if isinstance(item, CreateOrder) else CreateOrder.model_validate(item)
             problems = domain.check_order(cmd, now, at)
@@ -193,12 +203,12 @@ async def _prepare_batch(
             if cmd.reference in first_index:
                 raise duplicate(cmd.reference, f"order {first_index[cmd.reference]} of this batch", at)
             depot = domain.choose_depot(depots, cmd.destination.lat, cmd.destination.lon, cmd.depot_id)
-            order, _ = _new_order(cmd, merchant, depot, deps, now, at)
+            order, _ = make.new(i, cmd, depot, at)
         except ValidationError as exc:
-            batch.items.append(_rejected(i, reference, invalid(exc, at)))
+            batch.items.append(_rejected(i, _reference(item), invalid(exc, at)))
             continue
         except LastmileError as exc:
-            batch.items.append(_rejected(i, reference, exc))
+            batch.items.append(_rejected(i, _reference(item), exc))
             continue
         first_index[cmd.reference] = i
         batch.accepted.append((i, order))
@@ -212,6 +222,12 @@ async def _prepare_batch(
             }
         )
     return batch
+
+
+def _reference(item: Any) -> Any:
+    if isinstance(item, CreateOrder):
+        return item.reference
+    return item.get("reference") if isinstance(item, dict) else None
 
 
 def _rejected(index: int, reference: Any, exc: LastmileError) -> dict[str, Any]:
@@ -243,10 +259,9 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
             else:
                 kept.append(order)
         await store.add_orders(kept, "received")
-        for order in kept:
-            outbox.stage(session, ev.ORDERS, order.depot_id, order.envelope)
+        outbox.stage_many(session, ev.ORDERS, [(order.depot_id, order.envelope) for order in kept])
         result = {"created": len(kept), "rejected": len(items) - len(kept), "items": items}
-        return Reply(200, to_json(result))
+        return Reply(200, orjson.dumps(result))  # plain data: the bytes to_json gives, in half the time
 
     for attempt in range(5):  # a concurrent request may take a reference between the check and the insert
         try:
