@@ -5,9 +5,10 @@
 2. OsmAnd: phones sending one position per request (GET with query parameters, as Traccar Client does) over
    keep-alive connections; requests acknowledged per second.
 3. Latency: 2,000 vehicles, each on a route of 10 stops, reporting every 5 s through the OsmAnd port while stuck
-   in traffic (so their ETAs slip and cross the change threshold); they join over a 2-minute warm-up, then for
-   2 minutes, for every EtaChanged on deliveries.v1, the time from the sending of the request that carried its
-   position (`position_at`) to the record's broker timestamp.
+   in traffic (so their ETAs slip and cross the change threshold), each phone on a keep-alive connection of its
+   own; they join over a 2-minute warm-up, then for 2 minutes, for every EtaChanged on deliveries.v1, the time
+   from the sending of the request that carried its position (`position_at`) to the record's broker timestamp.
+   `--samples FILE` also writes each sample's stages (see bench_latency).
 
 The load generators run in this process, the tracker in its own; both share the machine's two cores with Kafka and
 PostgreSQL. Results go to docs/benchmarks.md, section "## Tracker", with the machine's load.
@@ -196,14 +197,31 @@ class Phone:
         self.writer: asyncio.StreamWriter | None = None
         self.lock = asyncio.Lock()  # several vehicles may share a connection: one request at a time
 
-    async def send(self, query: str) -> int:
+    async def send(self, query: str, written: list[float] | None = None) -> int:
         async with self.lock:
+            if written is not None:  # when the request leaves, after the ones queued on this connection
+                written.append(time.time())
             return await self._send(query)
 
     async def _send(self, query: str) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        # A connection the server closed while idle (its keep-alive timeout) is opened again, as a phone's HTTP
+        # client does; one it closes as the request goes out is retried once (a repeat is absorbed as a
+        # duplicate).
+        for attempt in (1, 2):
+            if self.reader is None or self.writer is None or self.reader.at_eof():
+                await self.close()
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            try:
+                return await self._exchange(query)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                await self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, query: str) -> int:
         assert self.reader is not None
+        assert self.writer is not None
         self.writer.write(f"GET /?{query} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
@@ -215,6 +233,7 @@ class Phone:
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        self.reader = self.writer = None
 
 
 def query(device: dict[str, Any], lat: float, lon: float, at: float) -> str:
@@ -322,7 +341,14 @@ async def publish_routes(
 
 
 async def bench_latency(
-    tracker: Tracker, prefix: str, vehicles: int, period: float, warmup: float, seconds: float
+    tracker: Tracker,
+    prefix: str,
+    vehicles: int,
+    period: float,
+    warmup: float,
+    seconds: float,
+    samples_file: Path | None = None,
+    connections: int = 0,
 ) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer
 
@@ -331,9 +357,15 @@ async def bench_latency(
     await publish_routes(prefix, devices, starts)
     sent: dict[tuple[str, int], float] = {}
     samples: list[float] = []
+    # With --samples: per EtaChanged, (sent, written on its connection, received by the tracker, LocationReported's broker timestamp,
+    # computed by the ETA engine, EtaChanged's broker timestamp), to say which stage a slow sample spent its time in.
+    stages: list[tuple[float, ...]] = []
+    located: dict[tuple[str, int], tuple[float, float]] = {}
+    wrote: dict[tuple[str, int], float] = {}
     pings = [0]  # sent while measuring
     measuring = {"from": time.time() + warmup, "until": time.time() + warmup + seconds}
-    consumer = AIOKafkaConsumer(prefix + "deliveries.v1", bootstrap_servers=KAFKA, auto_offset_reset="latest")
+    topics = [prefix + "deliveries.v1"] + ([prefix + "locations.v1"] if samples_file else [])
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=KAFKA, auto_offset_reset="latest")
     await consumer.start()
     await asyncio.sleep(3)  # the tracker consumes the routes; the consumer has its partitions
     stop = asyncio.Event()
@@ -349,6 +381,12 @@ async def bench_latency(
                 quiet_since = time.monotonic()
             for records in batches.values():
                 for record in records:
+                    if samples_file and record.topic.endswith("locations.v1"):
+                        data = json.loads(record.value)["data"]
+                        at = int(datetime.fromisoformat(data["recorded_at"]).timestamp())
+                        received = datetime.fromisoformat(data["received_at"]).timestamp()
+                        located[(data["vehicle_id"], at)] = (received, record.timestamp / 1000)
+                        continue
                     if b"eta_changed" not in record.value:
                         continue
                     data = json.loads(record.value)["data"]
@@ -356,6 +394,17 @@ async def bench_latency(
                     key = (data["vehicle_id"], int(datetime.fromisoformat(at).timestamp())) if at else None
                     if key in sent and measuring["from"] <= sent[key] <= measuring["until"]:
                         samples.append(record.timestamp / 1000 - sent[key])
+                        if samples_file and key in located:
+                            computed = datetime.fromisoformat(data["at"]).timestamp()
+                            stages.append(
+                                (
+                                    sent[key],
+                                    wrote.get(key, sent[key]),
+                                    *located[key],
+                                    computed,
+                                    record.timestamp / 1000,
+                                )
+                            )
 
     async def vehicle(i: int, phone: Phone) -> None:
         device, (lat, lon) = devices[i], starts[i]
@@ -368,12 +417,19 @@ async def bench_latency(
             sent[(device["vehicle_id"], int(now))] = now
             if measuring["from"] <= now <= measuring["until"]:
                 pings[0] += 1
-            await phone.send(query(device, lat + jitter, lon, now))
+            written: list[float] = []
+            await phone.send(query(device, lat + jitter, lon, now), written if samples_file else None)
+            if written:
+                wrote[(device["vehicle_id"], int(now))] = written[0]
             await asyncio.sleep(period - (time.time() - now))
 
-    phones = [Phone(tracker.osmand_port) for _ in range(64)]  # each carries every 64th vehicle
+    # Each vehicle's phone has a connection of its own, as real phones do (0). Vehicles sharing fewer connections
+    # wait for each other's requests in this process, before the tracker sees them: with 64, a stall of the tracker
+    # queued seconds of pings here, and the samples measured that queue, which no fleet of phones produces.
+    count = connections or vehicles
+    phones = [Phone(tracker.osmand_port) for _ in range(count)]
     listener = asyncio.create_task(listen())
-    senders = [asyncio.create_task(vehicle(i, phones[i % 64])) for i in range(vehicles)]
+    senders = [asyncio.create_task(vehicle(i, phones[i % count])) for i in range(vehicles)]
     await asyncio.sleep(warmup)
     cpu, began = tracker.cpu_seconds(), time.monotonic()
     await asyncio.sleep(seconds)
@@ -387,6 +443,8 @@ async def bench_latency(
     await consumer.stop()
     for phone in phones:
         await phone.close()
+    if samples_file:
+        samples_file.write_text("\n".join(json.dumps(row) for row in stages) + "\n")
     samples.sort()
     if not samples:
         return {"vehicles": vehicles, "samples": 0}
@@ -395,6 +453,7 @@ async def bench_latency(
         "cpu_share": round(share, 2),
         "cpu_ms_per_ping": round(used * 1000 / max(1, pings[0]), 2),
         "vehicles": vehicles,
+        "connections": count,
         "period_s": period,
         "samples": len(samples),
         "p50_ms": pick(0.5),
@@ -452,8 +511,8 @@ def write_docs(results: dict[str, Any], loads: list[str]) -> str:
         "measured in the simulated city by `lastmile_tracker_eta_horizon_error_seconds{horizon, source}`.",
         "What the tracker spends its CPU on, and what limits it (py-spy, latency load): about a third of it is native",
         "code under the event loop (uvloop, asyncpg's protocol, httptools); then the ETA engine's consumer (a",
-        "transaction per partition with records in a fetch: its routes locked, the engine, the progress saved, the",
-        "stops' ETAs, each one asyncpg statement), the ingest group commit, uvicorn's per-request task, and the outbox",
+        "transaction per fetch, every partition's positions together: its routes locked, the engine, the progress",
+        "saved, the stops' ETAs, each one asyncpg statement), the ingest group commit, uvicorn's per-request task, and the outbox",
         "relay and Kafka client. At a few hundred single pings a second each transaction carries few pings, so",
         "transactions, not pings, are the cost: the ingest waits 5 ms for a small group commit to grow",
         "(`LASTMILE_INGEST_LINGER_MS`) and the consumer's fetches wait up to 50 ms for 64 KiB",
@@ -462,6 +521,11 @@ def write_docs(results: dict[str, Any], loads: list[str]) -> str:
         "through two outbox hops (the ping's `LocationReported`, then the ETA engine's `EtaChanged`), each a relay",
         "cycle (read, publish, delete); the tracker's relay polls every 50 ms (`LASTMILE_OUTBOX_POLL_SECONDS`), as a commit",
         "during a relay cycle otherwise waits for the next commit or the poll.",
+        "The latency's tail was the garbage collector: full collections every 7-10 s held the event loop for",
+        "hundreds of milliseconds; the tracker freezes what exists at start-up and collects young objects every",
+        "10,000 allocations (`lastmile.common.serve.quiet_gc`), and none runs in the measured minutes. Each phone",
+        "has its own connection: vehicles sharing 64 connections waited for each other in the benchmark's process,",
+        "a queue real phones never form, which made most of the tail on a busy machine.",
         "",
     ]
     return "\n".join(lines)
@@ -487,6 +551,13 @@ async def main() -> None:
     parser.add_argument("--vehicles", type=int, default=2000)
     parser.add_argument("--warmup", type=float, default=120.0)
     parser.add_argument("--no-docs", action="store_true")
+    parser.add_argument(
+        "--latency-connections",
+        type=int,
+        default=0,
+        help="latency: connections shared by the vehicles (0: one each)",
+    )
+    parser.add_argument("--samples", type=Path, help="latency: write each EtaChanged's stage timestamps here")
     args = parser.parse_args()
     wanted = set(args.only or ["batch", "osmand", "latency"])
     results: dict[str, Any] = {}
@@ -503,7 +574,14 @@ async def main() -> None:
                 results[name] = await bench_osmand(tracker, connections=64, seconds=args.seconds)
             else:
                 results[name] = await bench_latency(
-                    tracker, prefix, args.vehicles, 5.0, warmup=args.warmup, seconds=args.latency_seconds
+                    tracker,
+                    prefix,
+                    args.vehicles,
+                    5.0,
+                    warmup=args.warmup,
+                    seconds=args.latency_seconds,
+                    samples_file=args.samples,
+                    connections=args.latency_connections,
                 )
         finally:
             await stop_tracker(tracker)
