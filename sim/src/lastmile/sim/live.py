@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from lastmile.common.serve import quiet_gc
 from lastmile.sim.city import BERLIN
 from lastmile.sim.client import Platform
 from lastmile.sim.embedded import PORTS, running, write_example_order
@@ -63,6 +64,7 @@ async def run_city(var: Path, ports: dict[str, int], osmand_port: int, live: Liv
         # day is being re-planned (a re-plan of a few hundred stops takes 5-20 s)
         solver_processes=2,
     ) as platform:
+        quiet_gc()  # the four apps are built (see quiet_gc)
         urls = {name: platform.url(name) for name in platform.ports}
         client = Platform(
             urls, platform.ops_token, osmand_url=platform.osmand_url, twilio_token=platform.twilio_token

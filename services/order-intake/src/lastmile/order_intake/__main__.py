@@ -1,10 +1,8 @@
 """`python -m lastmile.order_intake`: the service on its own (distributed mode)."""
 
-import gc
-
 from fastapi import FastAPI
 
-from lastmile.common.serve import serve
+from lastmile.common.serve import quiet_gc, serve
 from lastmile.order_intake.app import create_app
 from lastmile.order_intake.settings import IntakeSettings
 
@@ -23,9 +21,7 @@ def app_with_quiet_gc(settings: IntakeSettings) -> FastAPI:
     after 10,000 allocations instead of 700. Garbage without cycles is freed at once by reference counting
     either way; what has cycles still is, only later."""
     app = create_app(settings)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    quiet_gc()
     return app
 
 
