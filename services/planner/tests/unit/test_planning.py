@@ -390,5 +390,5 @@ class TestLeastLate:
             rng.shuffle(order)
             job = order.pop(rng.randrange(size))
             where = rng.randint(0, len(order))
-            chosen = planning._least_late(inp, vehicle, order, job, where)
+            chosen = planning._least_late(inp, {j.id: j for j in jobs}, vehicle, order, job, where)
             assert chosen == self._reference(inp, vehicle, order, job, where), case

@@ -54,12 +54,16 @@ def position_max_age_s(speed: float) -> int:
     return max(600, round(10 * speed))
 
 
-def calibrated(traffic: Traffic) -> dict[str, str]:
+def calibrated_detour(traffic: Traffic) -> float:
     """The planner calibrated to the simulated city, as a deployment calibrates it to its own from history:
     its detour factor grown by the legs' mean slowdown (11 % with traffic). Without this every plan is a tenth
     too optimistic and a van's promises break one after another through the afternoon."""
-    base = PlannerSettings.model_fields["detour_factor"].default
-    return {"LASTMILE_DETOUR_FACTOR": f"{base * traffic.mean_time_factor():.3f}"}
+    return round(PlannerSettings.model_fields["detour_factor"].default * traffic.mean_time_factor(), 3)
+
+
+def calibrated(traffic: Traffic) -> dict[str, str]:
+    """`calibrated_detour` as the planner process's environment."""
+    return {"LASTMILE_DETOUR_FACTOR": repr(calibrated_detour(traffic))}
 
 
 def solver_timeout_s(speed: float) -> float:

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 # same profile (a planner is calibrated to its city); the legs' random factors are what it cannot know.
 PROFILE = {7: 0.75, 8: 0.7, 9: 0.8, 16: 0.8, 17: 0.7, 18: 0.75}
 UNAFFECTED = {"cargo_bike", "bike"}
+# A leg's speed factor (`Traffic.leg_factor`): uniform in these ranges through an incident or a slowdown, else
+# normal around 1 with this spread (clipped to 0.7-1.3). `Traffic.mean_time_factor` derives from the same numbers.
+INCIDENT = (0.25, 0.45)
+SLOWDOWN = (0.5, 0.8)
+USUAL_SIGMA = 0.1
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,9 @@ class Traffic:
         learns from a few weeks of its city's history, unlike any one leg's luck."""
         if not self.enabled:
             return 1.0
-        incident = math.log(0.45 / 0.25) / (0.45 - 0.25)
-        slowdown = math.log(0.8 / 0.5) / (0.8 - 0.5)
-        usual = 1 + 0.1**2
+        incident = _mean_inverse(*INCIDENT)
+        slowdown = _mean_inverse(*SLOWDOWN)
+        usual = 1 + USUAL_SIGMA**2
         rest = 1 - self.incident_share - self.slowdown_share
         return self.incident_share * incident + self.slowdown_share * slowdown + rest * usual
 
@@ -46,7 +51,12 @@ class Traffic:
             return 1.0
         roll = rng.random()
         if roll < self.incident_share:
-            return rng.uniform(0.25, 0.45)
+            return rng.uniform(*INCIDENT)
         if roll < self.incident_share + self.slowdown_share:
-            return rng.uniform(0.5, 0.8)
-        return max(0.7, min(1.3, rng.gauss(1.0, 0.1)))
+            return rng.uniform(*SLOWDOWN)
+        return max(0.7, min(1.3, rng.gauss(1.0, USUAL_SIGMA)))
+
+
+def _mean_inverse(low: float, high: float) -> float:
+    """E[1/x] for x uniform on [low, high]."""
+    return math.log(high / low) / (high - low)

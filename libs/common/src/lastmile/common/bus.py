@@ -733,18 +733,7 @@ class _KafkaConsumerLoop:
         """The fetch's records, partition after partition, in batches of `batch`; offsets committed together.
         A batch that must be redelivered rewinds every partition to its first record not yet handled."""
         owners = [tp for tp, records in batches.items() for _ in records]
-        incoming = [
-            IncomingRecord(
-                self.bus.logical(tp.topic),
-                m.partition,
-                m.offset,
-                m.key,
-                m.value or b"",
-                tuple(m.headers or ()),
-            )
-            for tp, records in batches.items()
-            for m in records
-        ]
+        incoming = [record for tp, records in batches.items() for record in self._incoming(tp, records)]
         done: dict[Any, int] = {}
         size = self.sub.batch
         for start in range(0, len(incoming), size):
@@ -770,10 +759,7 @@ class _KafkaConsumerLoop:
         """Handles a partition's records; returns the offset of the last one handled (None: none was)."""
         topic = self.bus.logical(tp.topic)
         done: int | None = None
-        incoming = [
-            IncomingRecord(topic, m.partition, m.offset, m.key, m.value or b"", tuple(m.headers or ()))
-            for m in records
-        ]
+        incoming = self._incoming(tp, records)
         size = max(1, self.sub.batch)
         for start in range(0, len(incoming), size):
             chunk = incoming[start : start + size]
@@ -786,6 +772,14 @@ class _KafkaConsumerLoop:
                 break
             done = chunk[-1].offset
         return tp, done
+
+    def _incoming(self, tp: Any, records: list[Any]) -> list[IncomingRecord]:
+        """A partition's fetched records as the dispatcher takes them."""
+        topic = self.bus.logical(tp.topic)
+        return [
+            IncomingRecord(topic, m.partition, m.offset, m.key, m.value or b"", tuple(m.headers or ()))
+            for m in records
+        ]
 
     async def _commit(self, consumer: Any, done: dict[Any, int]) -> None:
         from aiokafka.errors import CommitFailedError, KafkaError
@@ -835,7 +829,7 @@ def make_bus(settings: Any) -> Bus:
             request_timeout_ms=settings.kafka_request_timeout_ms,
             session_timeout_ms=settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            fetch_min_bytes=getattr(settings, "kafka_fetch_min_bytes", 1),
-            fetch_max_wait_ms=getattr(settings, "kafka_fetch_max_wait_ms", 100),
+            fetch_min_bytes=settings.kafka_fetch_min_bytes,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         )
     return InMemoryBus()

@@ -346,6 +346,7 @@ def with_late_stops(problem: Problem, solution: dict[str, Any], late: list[str])
     later window while the stops it was already late for queued behind (2 hours late instead of 20 minutes)."""
     index = problem.job_index()
     vehicles = {v.id: v for v in problem.input.vehicles}
+    jobs = {j.id: j for j in problem.input.jobs}
     routes = {
         r["vehicle"]: [s["id"] for s in r["steps"] if s["type"] == "job"] for r in solution.get("routes", [])
     }
@@ -360,9 +361,8 @@ def with_late_stops(problem: Problem, solution: dict[str, Any], late: list[str])
             [j for j in old[: old.index(index[order_id])] if j in route] if index[order_id] in old else []
         )
         where = max((route.index(j) + 1 for j in before), default=0)
-        route.insert(
-            _least_late(problem.input, vehicles[owner], route, index[order_id], where), index[order_id]
-        )
+        position = _least_late(problem.input, jobs, vehicles[owner], route, index[order_id], where)
+        route.insert(position, index[order_id])
         touched.add(owner)
     if not touched:
         return None
@@ -370,14 +370,20 @@ def with_late_stops(problem: Problem, solution: dict[str, Any], late: list[str])
     return replace(problem.input, vehicles=kept)
 
 
-def _least_late(inp: SolverInput, vehicle: SolverVehicle, route: list[int], job: int, where: int) -> int:
+def _least_late(
+    inp: SolverInput,
+    jobs: dict[int, SolverJob],
+    vehicle: SolverVehicle,
+    route: list[int],
+    job: int,
+    where: int,
+) -> int:
     """The position with the least lateness over the route, then the least cost; `where` (the old position)
     wins ties, so that a stop moves only for a gain. The same arithmetic as `timeline`, without building its
     steps: each position continues from the route's state before it (a re-plan of 900 stops with a few dozen
     broken promises took seconds of the GIL with a timeline per position)."""
     matrix = inp.matrices[vehicle.profile]
     durations, distances = matrix.durations, matrix.distances
-    jobs = {j.id: j for j in inp.jobs}
 
     def serve(state: tuple[int, int, int, int], job_id: int) -> tuple[int, int, int, int]:
         t, dist, here, late = state

@@ -15,9 +15,9 @@ class TrackerSettings(CommonSettings):
     database_url: str = "sqlite+aiosqlite:///var/tracker.db"
     max_body_bytes: int = 3 * 1024 * 1024  # a completion may carry a photo and a signature
     outbox_batch: int = 5000  # a LocationReported per ping: the relay hands Kafka large batches
-    # The relay clears its wake-up signal after a cycle, so an event committed during the cycle waits for the
-    # next commit or this poll: with positions taking two outbox hops to become an EtaChanged, 0.5 s made the
-    # latency's tail. Idle, the shorter poll costs a cheap query every 50 ms.
+    # Between cycles the relay waits for a commit's wake-up or this poll, whichever comes first: positions take
+    # two outbox hops to become an EtaChanged, and 0.5 s polls made the latency's tail (when the wake-up was
+    # cleared after a cycle, not before). Idle, the shorter poll costs a cheap query every 50 ms.
     outbox_poll_seconds: float = 0.05
     consumer_batch: int = 500  # a fetch's positions reach the ETA engine together (one transaction)
     # ... of every partition in the fetch, not a transaction per partition: at 400 positions a second a 50 ms
