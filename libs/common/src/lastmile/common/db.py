@@ -119,7 +119,7 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """Commit on success, roll back on any error; wake the outbox relay if events were added."""
-        async with self._writer(), self.sessions() as session, session.begin():
+        async with self._writer(), self._session(self.sessions) as session, session.begin():
             yield session
             for hook in session.info.pop("before_commit", []):
                 await hook(session)
@@ -148,8 +148,25 @@ class Database:
         Without a transaction (autocommit): a lone SELECT is one round trip instead of three (BEGIN, SELECT,
         ROLLBACK). Under PostgreSQL's READ COMMITTED each statement sees its own snapshot either way.
         """
-        async with self.readers() as session:
+        async with self._session(self.readers) as session:
             yield session
+
+    @contextlib.asynccontextmanager
+    async def _session(self, factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+        """A session, closed at the end. SQLAlchemy's own `async with` closes it in a task of its own, shielded
+        from cancellation: three turns of the event loop. On SQLite (inline, `_InlineSqlite`) closing never
+        waits, so it is closed directly: under load a turn of the embedded platform's loop lasts up to 100 ms,
+        and a writer held its database's lock for those three turns, so every database managed only a few
+        transactions a second (docs/benchmarks.md, the simulated day)."""
+        if self.dialect != "sqlite":
+            async with factory() as session:
+                yield session
+            return
+        session = factory()
+        try:
+            yield session
+        finally:
+            await session.close()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
