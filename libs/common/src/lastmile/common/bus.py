@@ -392,6 +392,9 @@ class InMemoryBus:
                 continue
             backoff = self.retry_backoff_s
             state.offsets[partition] = offset + len(chunk)
+            # A turn for every other task, as a Kafka fetch gives them: a batch may run without ever waiting
+            # (SQLite inline), and a consumer with a backlog would otherwise hold the loop until it is through.
+            await asyncio.sleep(0)
 
     # Test helpers: what was published, decoded.
     def records(self, topic: str) -> list[IncomingRecord]:
