@@ -19,7 +19,7 @@ from lastmile.planner.store import PlannerStore
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 
-def get_deps(request: Request) -> Deps:
+async def get_deps(request: Request) -> Deps:  # async: FastAPI runs plain functions in a thread pool
     deps: Deps = request.app.state.deps
     return deps
 

@@ -54,7 +54,11 @@ class _Closing:
 
 def create_app(settings: PlannerSettings, *, bus: Bus | None = None, clock: Clock | None = None) -> FastAPI:
     def make_deps(runtime: Runtime) -> handlers.Deps:
-        solver = SolverPool(settings.solver_processes) if settings.solver_processes else InlineSolver()
+        solver = (
+            SolverPool(settings.solver_processes, settings.solver_nice)
+            if settings.solver_processes
+            else InlineSolver()
+        )
         deps = handlers.Deps(
             db=runtime.db,
             clock=runtime.clock,

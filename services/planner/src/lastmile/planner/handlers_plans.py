@@ -4,9 +4,7 @@ routes), keep promises and small churn, then save routes and plan records and em
 
 from __future__ import annotations
 
-import asyncio
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,11 +14,13 @@ from prometheus_client import Counter, Histogram
 from lastmile.common.ids import new_id
 from lastmile.planner import domain, planning
 from lastmile.planner import handlers_routes as routes_mod
+from lastmile.planner.compute import PlanJob, Steps, compute
 from lastmile.planner.handlers import DONE, OPEN, Deps
 from lastmile.planner.planning import Plan, Problem, VehicleState
 from lastmile.planner.problem import Matrix
 from lastmile.planner.solver import Solved, SolveOptions
 from lastmile.planner.store import JobRow, PlannerStore, PlanRow, PositionRow, RouteRow
+from lastmile.planner.travel import portable
 
 SOLVE_SECONDS = Histogram(
     "lastmile_planner_solve_duration_seconds",
@@ -49,19 +49,6 @@ class Day:
     jobs: dict[str, JobRow]
     routes: dict[str, RouteRow]
     positions: dict[str, PositionRow]
-
-
-class Steps(dict[str, float]):
-    """Wall seconds per step of a run, each lap since the one before."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._last = time.perf_counter()
-
-    def lap(self, step: str) -> None:
-        now = time.perf_counter()
-        self[step] = self.get(step, 0.0) + now - self._last
-        self._last = now
 
 
 @dataclass
@@ -162,15 +149,20 @@ async def solve_day(
     steps: Steps | None = None,
 ) -> Outcome:
     """`left_out`: orders a plan already could not place; the quick insertion may leave them out again
-    without calling for a full re-plan (which would then run on every new order of a day with one)."""
+    without calling for a full re-plan (which would then run on every new order of a day with one).
+
+    The work itself runs in the solver's process (`compute`); only a road server's matrices are fetched here."""
     s = deps.settings
     steps = Steps() if steps is None else steps
-    depart = problem.at(min((v.window[0] for v in problem.input.vehicles), default=0))
-    matrices: dict[str, Matrix] = {}
-    for profile in problem.input.profiles:
-        matrices[profile] = await deps.travel.matrix(problem.locations, profile, depart)
-    problem = problem.with_matrices(matrices)
-    steps.lap("matrices")
+    travel = portable(deps.travel)
+    sent = problem
+    if travel is None:
+        depart = problem.at(min((v.window[0] for v in problem.input.vehicles), default=0))
+        matrices: dict[str, Matrix] = {}
+        for profile in problem.input.profiles:
+            matrices[profile] = await deps.travel.matrix(problem.locations, profile, depart)
+        sent = problem.with_matrices(matrices)
+        steps.lap("matrices")
     options = SolveOptions(
         mode="wave" if mode == "wave" else "replan",
         exploration=s.solver_exploration if mode == "wave" else s.replan_exploration,
@@ -178,38 +170,24 @@ async def solve_day(
         seconds=min(s.solver_timeout_s, 1.0 + 0.01 * len(problem.jobs)),
         hgs=s.wave_hgs,
     )
-    began = time.perf_counter()
-    quick = None
-    if mode == "replan" and triggers <= INSERTABLE:  # pure Python: in a thread, so the loop keeps turning
-        # in the solver's process: a thread holding the GIL for seconds stalled every embedded service's answers
-        quick = (await deps.solver.solve(problem.input, replace(options, mode="insert"))).solution or None
-        if quick is not None and any(
-            problem.jobs[u["id"] - 1].order_id not in left_out for u in quick["unassigned"]
-        ):
-            quick = None  # a new order does not fit as the routes stand: VROOM re-plans
-    if quick is not None:  # new orders fit between the stops as they are: nothing else moves
-        solved = Solved(quick, "insertion", time.perf_counter() - began, {})
-    else:
-        solved = await deps.solver.solve(problem.input, options)
-    steps.lap("engines")
-    solution = solved.solution
-    late = planning.broken_promises(problem, solution)
-    # pure Python over every route (timelines): in threads, so the services' loop keeps answering
-    if (
-        late
-        and (inp := await asyncio.to_thread(planning.with_late_stops, problem, solution, late)) is not None
-    ):
-        checked = await deps.solver.solve(inp, SolveOptions(mode="check"))
-        solution = planning.merge_checked(solution, checked.solution)
-    steps.lap("promises")
-    if mode != "wave":
-        solution = await asyncio.to_thread(planning.keep_sequences, problem, solution, s.replan_min_saving)
-        steps.lap("keep")
-    SOLVE_SECONDS.labels(problem.depot.id, mode).observe(time.perf_counter() - began)
-    ENGINE_WINS.labels(solved.engine).inc()
-    plan = await asyncio.to_thread(planning.read_solution, problem, solution, s.promise_margin_s)
-    steps.lap("read")
-    return Outcome(plan, solved, problem, steps=steps)
+    job = PlanJob(
+        problem=sent,
+        options=options,
+        insert_first=mode == "replan" and triggers <= INSERTABLE,
+        left_out=left_out,
+        keep_churn=mode != "wave",
+        min_saving=s.replan_min_saving,
+        promise_margin_s=s.promise_margin_s,
+        travel=travel,
+    )
+    computed = await deps.solver.run(compute, job)
+    steps.merge(computed.steps, "handoff")
+    laps = computed.steps
+    SOLVE_SECONDS.labels(problem.depot.id, mode).observe(
+        laps.get("engines", 0.0) + laps.get("promises", 0.0) + laps.get("keep", 0.0)
+    )
+    ENGINE_WINS.labels(computed.solved.engine).inc()
+    return Outcome(computed.plan, computed.solved, problem, steps=steps)
 
 
 # below this many waiting orders a re-plan always starts from the routes (few new orders: small churn)

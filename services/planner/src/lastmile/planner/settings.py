@@ -23,6 +23,8 @@ class PlannerSettings(CommonSettings):
     solver_timeout_s: float = Field(default=25.0, ge=0.1)
     wave_hgs: bool = True  # run PyVRP beside VROOM on waves
     solver_processes: int = Field(default=1, ge=0)  # 0: solve in a thread (blocks the event loop: tests only)
+    # the solver's processes run at this lower priority (Unix niceness): answers before re-plans
+    solver_nice: int = Field(default=0, ge=0, le=19)
     # Re-planning: a route keeps its order unless re-sequencing saves this share of its cost.
     replan_min_saving: float = 0.02
     position_max_age_s: int = 600  # an older reported position is not "where the vehicle is"

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import vroom
 
@@ -22,6 +24,8 @@ from lastmile.planner.insertion import insert_new
 from lastmile.planner.problem import SolverInput, SolverVehicle, merge, score, split
 
 Mode = Literal["wave", "replan", "check", "insert"]
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -185,18 +189,25 @@ def _with_hgs(inp: SolverInput, options: SolveOptions) -> bool:
 class SolverPool:
     """One worker process per concurrent solve; started lazily, so apps that never plan never fork."""
 
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = workers
+    def __init__(self, workers: int = 1, nice: int = 0) -> None:
+        self.workers, self.nice = workers, nice
         self._pool: ProcessPoolExecutor | None = None
 
     async def solve(self, inp: SolverInput, options: SolveOptions) -> Solved:
+        return await self.run(_solve_packed, (inp, options))
+
+    async def run(self, function: Callable[[A], R], argument: A) -> R:
+        """`function(argument)` in a worker: both must pickle (a module's function, plain data)."""
         if self._pool is None:
             # spawn, not fork: forking a process that runs an event loop and database connections is unsafe
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_leave_interrupts
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(self.nice,),
             )
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, solve, inp, options)
+        return await loop.run_in_executor(self._pool, function, argument)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -210,11 +221,21 @@ class InlineSolver:
     async def solve(self, inp: SolverInput, options: SolveOptions) -> Solved:
         return await asyncio.to_thread(solve, inp, options)
 
+    async def run(self, function: Callable[[A], R], argument: A) -> R:
+        return await asyncio.to_thread(function, argument)
+
     def close(self) -> None:
         pass
 
 
-def _leave_interrupts() -> None:
-    """Ctrl-C reaches the whole process group: the service stops its workers itself, so a worker ignores it
-    (else it dies with a traceback mid-solve and the pool breaks while the service shuts down)."""
+def _solve_packed(args: tuple[SolverInput, SolveOptions]) -> Solved:
+    return solve(*args)
+
+
+def _worker_init(nice: int) -> None:
+    """A planning process yields the cores to the services' event loops when both want them (`nice`), and
+    ignores Ctrl-C, which reaches the whole process group: the service stops its workers itself (else a worker
+    dies with a traceback mid-solve and the pool breaks while the service shuts down)."""
+    if nice:
+        os.nice(nice)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -176,3 +176,10 @@ class CachedTravelTimes:
 
 def _digest(points: Points) -> str:
     return hashlib.sha256(np.asarray(points, dtype=np.float64).tobytes()).hexdigest()
+
+
+def portable(travel: TravelTimes) -> CoordinateTravelTimes | None:
+    """Travel times the solver's process can compute on its own (no I/O, no state), or None: a road server's
+    are fetched by the service and sent along with the problem."""
+    inner = travel.inner if isinstance(travel, CachedTravelTimes) else travel
+    return inner if isinstance(inner, CoordinateTravelTimes) else None
