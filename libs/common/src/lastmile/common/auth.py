@@ -41,8 +41,9 @@ def bearer_from_header(header: str) -> str | None:
     return token.strip()
 
 
-def require_ops(request: Request) -> None:
-    """Routes for ops teams: `Authorization: Bearer <LASTMILE_OPS_TOKEN>`."""
+async def require_ops(request: Request) -> None:
+    """Routes for ops teams: `Authorization: Bearer <LASTMILE_OPS_TOKEN>`. Async: FastAPI runs a plain function
+    dependency in its thread pool, whose tokens the whole app shares."""
     token = bearer_token(request)
     expected = request.app.state.runtime.settings.ops_token.get_secret_value()
     if token is None or not same(token, expected):

@@ -18,7 +18,7 @@ from lastmile.notifier.handlers import Deps
 from lastmile.notifier.store import NotifierStore
 
 
-def get_deps(request: Request) -> Deps:
+async def get_deps(request: Request) -> Deps:  # async: FastAPI runs plain functions in a thread pool
     deps: Deps = request.app.state.deps
     return deps
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-
-import anyio
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,6 @@ class FileChannel:
         self.folder = Path(folder)
 
     async def send(self, message: OutgoingMessage) -> str:
-        await anyio.Path(self.folder).mkdir(parents=True, exist_ok=True)
         record: dict[str, object] = {
             "id": message.id,
             "order_id": message.order_id,
@@ -69,10 +67,18 @@ class FileChannel:
         if message.channel == "email":
             record |= {"subject": message.subject, "html": message.html, "headers": message.headers}
         path = self.folder / f"{message.id}.json"
-        tmp = path.with_suffix(".tmp")
-        await anyio.Path(tmp).write_text(json.dumps(record, ensure_ascii=False, indent=1))
-        await anyio.Path(tmp).rename(path)
+        # One hop to a thread per message, not one per file operation through anyio's thread limiter: FastAPI
+        # shares that limiter, and a busy day's messages held its tokens while drivers' requests waited for one.
+        await asyncio.to_thread(_write_atomically, path, json.dumps(record, ensure_ascii=False, indent=1))
         return f"file:{path.name}"
 
     async def close(self) -> None:
         return None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers never see half a message: written beside, then renamed over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -43,7 +43,7 @@ class NotificationRow(Base):
 
     __tablename__ = "notifications"
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
-    order_id: Mapped[str] = mapped_column(sa.String(40), index=True)
+    order_id: Mapped[str] = mapped_column(sa.String(40))
     kind: Mapped[str] = mapped_column(sa.String(40))
     channel: Mapped[str] = mapped_column(sa.String(20))
     dedupe: Mapped[str] = mapped_column(sa.String(100))
@@ -66,6 +66,9 @@ class NotificationRow(Base):
     __table_args__ = (
         sa.UniqueConstraint("order_id", "channel", "dedupe", name="uq_notifications_identity"),
         sa.Index("ix_notifications_due", "status", "next_attempt_at"),
+        # an order's messages by kind and state (superseding): SQLite, which keeps no statistics, otherwise
+        # walked every pending message of the day through the index above for each event
+        sa.Index("ix_notifications_order", "order_id", "kind", "status"),
     )
 
 

@@ -23,7 +23,7 @@ from lastmile.tracker.deps import Deps, Device
 from lastmile.tracker.handlers_pings import Item, count_rejected
 
 
-def get_deps(request: Request) -> Deps:
+async def get_deps(request: Request) -> Deps:  # async: FastAPI runs plain functions in a thread pool
     deps: Deps = request.app.state.deps
     return deps
 

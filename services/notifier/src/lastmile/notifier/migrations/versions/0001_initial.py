@@ -35,7 +35,7 @@ def upgrade() -> None:
     op.create_table(
         "notifications",
         sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column("order_id", sa.String(40), nullable=False, index=True),
+        sa.Column("order_id", sa.String(40), nullable=False),
         sa.Column("kind", sa.String(40), nullable=False),
         sa.Column("channel", sa.String(20), nullable=False),
         sa.Column("dedupe", sa.String(100), nullable=False),
@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("order_id", "channel", "dedupe", name="uq_notifications_identity"),
     )
     op.create_index("ix_notifications_due", "notifications", ["status", "next_attempt_at"])
+    op.create_index("ix_notifications_order", "notifications", ["order_id", "kind", "status"])
     op.create_table(
         "opt_outs",
         sa.Column("channel", sa.String(20), primary_key=True),
