@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hashlib
 import hmac
 import secrets
@@ -12,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+
+APP_CONNECTIONS = 6  # a driver app: route sync, stop results, customers' ETAs
 
 
 class PlatformError(RuntimeError):
@@ -37,14 +40,32 @@ class Platform:
         self.ops = {"Authorization": f"Bearer {ops_token}"}
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits)
+        self.gps = self.http  # a phone's GPS app has its own (`phone`)
+
+    def phone(self) -> Platform:
+        """The platform as one phone reaches it: the driver's app and the GPS tracker app (Traccar Client), each
+        with a client of its own and the few connections a phone keeps. With one pool for the whole fleet every
+        request queued behind every other once the platform slowed, and httpx looks over its whole queue at each
+        turn: with thousands waiting the simulator spent its core there (docs/benchmarks.md, the simulated day);
+        and a phone's pings no longer hold up its stop results."""
+        twin = copy.copy(self)
+        twin.http = httpx.AsyncClient(
+            timeout=self.http.timeout, limits=httpx.Limits(max_connections=APP_CONNECTIONS)
+        )
+        twin.gps = httpx.AsyncClient(timeout=self.http.timeout, limits=httpx.Limits(max_connections=1))
+        return twin
 
     async def close(self) -> None:
         await self.http.aclose()
+        if self.gps is not self.http:
+            await self.gps.aclose()
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _call(
+        self, method: str, url: str, *, client: httpx.AsyncClient | None = None, **kwargs: Any
+    ) -> httpx.Response:
         for attempt in range(5):
             try:
-                reply = await self.http.request(method, url, **kwargs)
+                reply = await (client or self.http).request(method, url, **kwargs)
             except httpx.TransportError:
                 if attempt == 4:
                     raise
@@ -178,11 +199,10 @@ class Platform:
                 "accuracy": f"{fix.get('accuracy_m', 10):.0f}",
                 "batt": f"{fix.get('battery', 80):.0f}",
             }
-            await self._call("POST", self.osmand_url, params=params)
+            await self._call("POST", self.osmand_url, client=self.gps, params=params)
             return
-        await self._call(
-            "POST", self.urls["tracker"] + "/v1/pings", headers=self.device(device), json={"pings": [fix]}
-        )
+        url = self.urls["tracker"] + "/v1/pings"
+        await self._call("POST", url, client=self.gps, headers=self.device(device), json={"pings": [fix]})
 
     async def complete(self, device: Device, order_id: str, body: dict[str, Any]) -> int:
         url = self.urls["tracker"] + f"/v1/stops/{order_id}/complete"

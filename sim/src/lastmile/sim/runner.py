@@ -130,6 +130,7 @@ class Day:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(d.platform.close() for d in drivers), return_exceptions=True)
         await self._read_messages()
         await self._final_word()
         return self.obs
@@ -147,7 +148,7 @@ class Day:
             self.config.speed * self.config.vehicles / self.config.max_ping_rate,
         )
         return Driver(
-            platform=self.platform,
+            platform=self.platform.phone(),
             clock=self.clock,
             device=device,
             depot=(site.lat, site.lon),
