@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,12 +71,20 @@ def stage_many(
         rows = session.info["outbox_rows"] = []
         # One insert of them all just before commit rather than one per event (Database.transaction runs it).
         session.info.setdefault("before_commit", []).append(_insert_staged)
-    name, now = topic.name, utcnow()
-    rows.extend((name, key, str(e.id), e.type, e.to_bytes(), now) for key, e in events)
+    rows.extend(outbox_rows(topic, events))
     session.info["outbox_added"] = True
 
 
 STAGED_COLUMNS = ("topic", "key", "event_id", "type", "payload", "created_at")
+
+
+def outbox_rows(
+    topic: Topic, events: Iterable[tuple[str, Envelope | SerialisedEnvelope]]
+) -> list[tuple[str, str, str, str, bytes, datetime]]:
+    """The outbox rows (`STAGED_COLUMNS`) of envelopes of one topic, each with its key: for a writer that
+    inserts them itself, in one statement with its state change (then it sets `Database.outbox_signal`)."""
+    name, now = topic.name, utcnow()
+    return [(name, key, str(e.id), e.type, e.to_bytes(), now) for key, e in events]
 
 
 async def _insert_staged(session: AsyncSession) -> None:

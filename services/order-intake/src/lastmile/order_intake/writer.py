@@ -128,22 +128,38 @@ class OrderWriter:
                 pending.future.set_exception(outcome)
 
     async def _commit(self, group: list[Pending]) -> list[Reply | LastmileError]:
-        async with self.db.transaction() as session:
-            store = IntakeStore(session)
-            stored = await store.stored_responses([p.key for p in group if p.key is not None])
-            taken = await store.references_of([p.reference for p in group if p.reference is not None])
-            firsts: dict[Pair, Pending] = {}
-            outcomes = [_decide(p, stored, taken, firsts) for p in group]
-            kept = [p for p, o in zip(group, outcomes, strict=True) if o is p and p.order is not None]
-            await store.add_orders([p.order for p in kept if p.order is not None], "received")
-            for p in kept:
-                assert p.order is not None
-                outbox.stage(session, ORDERS, p.order.depot_id, p.order.envelope)
+        if self.db.dialect == "postgresql":
+            # Outside a transaction: a read, then one insert statement that is atomic on its own; a reference or
+            # a key taken between the two fails the insert, as it would have failed it in a transaction.
+            async with self.db.read() as session:
+                outcomes, accepted = await self._decide_and_insert(IntakeStore(session), group)
+        else:
+            async with self.db.transaction() as session:
+                outcomes, accepted = await self._decide_and_insert(IntakeStore(session), group)
+        if accepted:
+            self.db.outbox_signal.set()
+        return outcomes
+
+    async def _decide_and_insert(
+        self, store: IntakeStore, group: list[Pending]
+    ) -> tuple[list[Reply | LastmileError], bool]:
+        stored, taken = await store.claimed(
+            [p.key for p in group if p.key is not None],
+            [p.reference for p in group if p.reference is not None],
+        )
+        firsts: dict[Pair, Pending] = {}
+        outcomes = [_decide(p, stored, taken, firsts) for p in group]
+        kept = [p for p, o in zip(group, outcomes, strict=True) if o is p and p.order is not None]
+        if kept:
+            orders = [p.order for p in kept if p.order is not None]
             now = self.clock.now()
-            await store.store_responses(
-                [(p.merchant.id, p.idem.key, p.idem.request_hash, 201, p.body, now) for p in kept if p.idem]
+            await store.accept(
+                orders,
+                "received",
+                outbox.outbox_rows(ORDERS, [(o.depot_id, o.envelope) for o in orders]),
+                [(p.merchant.id, p.idem.key, p.idem.request_hash, 201, p.body, now) for p in kept if p.idem],
             )
-        return [_settle(p, o) for p, o in zip(group, outcomes, strict=True)]
+        return [_settle(p, o) for p, o in zip(group, outcomes, strict=True)], bool(kept)
 
 
 def _decide(
