@@ -93,6 +93,11 @@ async def _insert_staged(session: AsyncSession) -> None:
         await insert_records(session, outbox_table, STAGED_COLUMNS, rows)
 
 
+READ_PENDING = "SELECT id, topic, key, payload FROM outbox ORDER BY id LIMIT $1"
+# One array parameter, where SQLAlchemy's IN renders one parameter per id.
+DELETE_PUBLISHED = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+
+
 class OutboxRelay:
     """Publishes committed outbox rows in id order, then deletes them. Crash after the broker's ack and before
     the delete ⇒ the rows go out again (same event ids), which consumers' inboxes absorb.
@@ -110,6 +115,10 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
         self._counted_at = -float("inf")
+        # On PostgreSQL, the asyncpg connection that holds the lock (autocommit): each round reads and deletes
+        # through it, with no pool checkout and session per statement, and a lost session fails the round (so
+        # the lock is taken again).
+        self._holder: Any = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
@@ -151,13 +160,15 @@ class OutboxRelay:
                     break
                 await asyncio.sleep(2.0)  # another replica relays; stand by
             try:
-                await self._loop(conn)
+                self._holder = (await conn.get_raw_connection()).driver_connection
+                await self._loop()
             finally:
+                self._holder = None
                 with contextlib.suppress(Exception):
                     await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.LOCK_ID})
                     await conn.commit()
 
-    async def _loop(self, lock_conn: Any = None) -> None:
+    async def _loop(self) -> None:
         while True:
             # Cleared before reading: a commit from now on, even one the read below misses, wakes the next round.
             self.db.outbox_signal.clear()
@@ -165,11 +176,6 @@ class OutboxRelay:
             self.last_error = None
             if sent >= self.batch:
                 continue
-            if lock_conn is not None:
-                await lock_conn.execute(
-                    sa.text("SELECT 1")
-                )  # notices a lost session, so the lock is re-taken
-                await lock_conn.commit()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (and hang shutdown).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_s):
@@ -177,21 +183,28 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """One batch: read, publish (await the broker's acks), delete. Returns how many were sent."""
-        async with self.db.read() as session:
-            if self.db.dialect == "postgresql":  # asyncpg's records as they come: SQLAlchemy's rows cost more
-                raw = await (await session.connection()).get_raw_connection()
-                driver: Any = raw.driver_connection  # asyncpg.Connection
-                found = await driver.fetch(
-                    "SELECT id, topic, key, payload FROM outbox ORDER BY id LIMIT $1", self.batch
-                )
-                rows = [(r[0], r[1], r[2], r[3]) for r in found]
-            else:
-                c = outbox_table.c
-                query = sa.select(c.id, c.topic, c.key, c.payload).order_by(c.id).limit(self.batch)
-                rows = [(r.id, r.topic, r.key, r.payload) for r in await session.execute(query)]
+        if self._holder is not None:  # asyncpg's records as they come: SQLAlchemy's rows cost more
+            found = await self._holder.fetch(READ_PENDING, self.batch)
+            rows = [(r[0], r[1], r[2], r[3]) for r in found]
+        else:
+            rows = await self._read()
         if not rows:
             OUTBOX_BACKLOG.labels(self.service).set(0)
             return 0
+        return await self._publish(rows)
+
+    async def _read(self) -> list[tuple[int, str, str, bytes]]:
+        async with self.db.read() as session:
+            if self.db.dialect == "postgresql":
+                raw = await (await session.connection()).get_raw_connection()
+                driver: Any = raw.driver_connection  # asyncpg.Connection
+                found = await driver.fetch(READ_PENDING, self.batch)
+                return [(r[0], r[1], r[2], r[3]) for r in found]
+            c = outbox_table.c
+            query = sa.select(c.id, c.topic, c.key, c.payload).order_by(c.id).limit(self.batch)
+            return [(r.id, r.topic, r.key, r.payload) for r in await session.execute(query)]
+
+    async def _publish(self, rows: Sequence[tuple[int, str, str, bytes]]) -> int:
         await self.bus.publish(
             [OutgoingRecord(topic, key.encode(), payload) for _, topic, key, payload in rows]
         )
@@ -207,13 +220,15 @@ class OutboxRelay:
         return len(rows)
 
     async def _delete(self, ids: Sequence[int]) -> None:
+        if self._holder is not None:
+            await self._holder.execute(DELETE_PUBLISHED, list(ids))
+            return
         if self.db.dialect == "postgresql":
-            # One statement, atomic on its own: no BEGIN and COMMIT round trips around it. One array parameter,
-            # where SQLAlchemy's IN renders one parameter per id.
+            # One statement, atomic on its own: no BEGIN and COMMIT round trips around it.
             async with self.db.read() as session:
                 raw = await (await session.connection()).get_raw_connection()
                 driver: Any = raw.driver_connection  # asyncpg.Connection, autocommit
-                await driver.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(ids))
+                await driver.execute(DELETE_PUBLISHED, list(ids))
             return
         async with self.db.transaction() as session:
             await session.execute(sa.delete(outbox_table).where(outbox_table.c.id.in_(ids)))
