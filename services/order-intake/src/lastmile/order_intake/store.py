@@ -182,6 +182,61 @@ INSERT INTO idempotency_keys (merchant_id, key, request_hash, status_code, respo
 SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::int[], $19::bytea[], $20::timestamptz[])
 """
 ResponseRow = tuple[str, str, str, int, bytes, datetime]  # IDEMPOTENCY_COLUMNS
+OutboxRow = tuple[str, str, str, str, bytes, datetime]  # outbox.STAGED_COLUMNS
+
+
+class GroupStatements:
+    """`IntakeStore.claimed` and `IntakeStore.accept` on PostgreSQL, on an asyncpg connection (in a transaction or
+    not: each is one statement)."""
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver  # asyncpg.Connection
+
+    async def claimed(
+        self, keys: Sequence[tuple[str, str]], references: Sequence[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], StoredResponse], dict[tuple[str, str], str]]:
+        if not keys and not references:
+            return {}, {}
+        rows = await self.driver.fetch(
+            CLAIMED,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [r[0] for r in references],
+            [r[1] for r in references],
+        )
+        stored: dict[tuple[str, str], StoredResponse] = {}
+        taken: dict[tuple[str, str], str] = {}
+        for is_order, merchant_id, name, value, status_code, response in rows:
+            if is_order:
+                taken[merchant_id, name] = value
+            else:
+                stored[merchant_id, name] = StoredResponse(value, status_code, response)
+        return stored, taken
+
+    async def accept(
+        self,
+        orders: Sequence[NewOrder],
+        status: str,
+        events: Sequence[OutboxRow],
+        responses: Sequence[ResponseRow],
+    ) -> None:
+        """All of it or nothing, even outside a transaction. A reference or a key taken meanwhile raises
+        IntegrityError. Rows go in (merchant, reference) and (merchant, key) order, as in `add_orders`."""
+        orders = sorted(orders, key=_LOCK_ORDER)
+        responses = sorted(responses, key=_KEY_ORDER)
+        order_columns = [
+            [o.order_id for o in orders],
+            [o.merchant_id for o in orders],
+            [o.reference for o in orders],
+            [o.depot_id for o in orders],
+            [o.snapshot for o in orders],
+            [o.extra for o in orders],
+            [o.created_at for o in orders],
+        ]
+        event_columns = [list(c) for c in zip(*events, strict=True)] if events else [[]] * 6
+        response_columns = [list(c) for c in zip(*responses, strict=True)] if responses else [[]] * 6
+        with integrity_errors(ACCEPT):
+            await self.driver.execute(ACCEPT, *order_columns, status, *event_columns, *response_columns)
 
 
 class IntakeStore:
@@ -306,59 +361,25 @@ class IntakeStore:
         self, keys: Sequence[tuple[str, str]], references: Sequence[tuple[str, str]]
     ) -> tuple[dict[tuple[str, str], StoredResponse], dict[tuple[str, str], str]]:
         """`stored_responses(keys)` and `references_of(references)`; on PostgreSQL in one statement."""
-        if not self._postgresql:
-            return await self.stored_responses(keys), await self.references_of(references)
-        if not keys and not references:
-            return {}, {}
-        rows = await (await self._driver()).fetch(
-            CLAIMED,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [r[0] for r in references],
-            [r[1] for r in references],
-        )
-        stored: dict[tuple[str, str], StoredResponse] = {}
-        taken: dict[tuple[str, str], str] = {}
-        for is_order, merchant_id, name, value, status_code, response in rows:
-            if is_order:
-                taken[merchant_id, name] = value
-            else:
-                stored[merchant_id, name] = StoredResponse(value, status_code, response)
-        return stored, taken
+        if self._postgresql:
+            return await GroupStatements(await self._driver()).claimed(keys, references)
+        return await self.stored_responses(keys), await self.references_of(references)
 
     async def accept(
         self,
         orders: Sequence[NewOrder],
         status: str,
-        events: Sequence[tuple[str, str, str, str, bytes, datetime]],
+        events: Sequence[OutboxRow],
         responses: Sequence[ResponseRow],
     ) -> None:
         """New orders (with their first status), their outbox rows (`outbox.outbox_rows`) and the responses to
-        keep under their requests' keys. On PostgreSQL one statement: all of it or nothing, even outside a
-        transaction. A reference or a key taken meanwhile raises IntegrityError. Rows go in (merchant,
-        reference) and (merchant, key) order, as in `add_orders`."""
-        if not self._postgresql:
-            await self.add_orders(orders, status)
-            await insert_records(self.session, outbox_table, STAGED_COLUMNS, events)
-            await self.store_responses(responses)
+        keep under their requests' keys. On PostgreSQL in one statement (see `GroupStatements.accept`)."""
+        if self._postgresql:
+            await GroupStatements(await self._driver()).accept(orders, status, events, responses)
             return
-        orders = sorted(orders, key=_LOCK_ORDER)
-        responses = sorted(responses, key=_KEY_ORDER)
-        order_columns = [
-            [o.order_id for o in orders],
-            [o.merchant_id for o in orders],
-            [o.reference for o in orders],
-            [o.depot_id for o in orders],
-            [o.snapshot for o in orders],
-            [o.extra for o in orders],
-            [o.created_at for o in orders],
-        ]
-        event_columns = [list(c) for c in zip(*events, strict=True)] if events else [[]] * 6
-        response_columns = [list(c) for c in zip(*responses, strict=True)] if responses else [[]] * 6
-        with integrity_errors(ACCEPT):
-            await (await self._driver()).execute(
-                ACCEPT, *order_columns, status, *event_columns, *response_columns
-            )
+        await self.add_orders(orders, status)
+        await insert_records(self.session, outbox_table, STAGED_COLUMNS, events)
+        await self.store_responses(responses)
 
     async def list_orders(
         self,
