@@ -29,3 +29,6 @@ class IntakeSettings(CommonSettings):
     # than the commit's own statements. Every caller handles a connection lost meanwhile as transient (503 and
     # retry, redelivery, relay retry); a connection the server closed is dropped at checkout (db._drop_if_closed).
     database_pre_ping: bool = False
+    # A group commit of fewer than 8 single creations waits this long for more: under load, fewer and larger
+    # groups (the database work is per group); when idle, a request waits this much longer for its answer.
+    group_commit_wait_ms: float = Field(default=2.0, ge=0)
