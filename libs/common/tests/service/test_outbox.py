@@ -75,3 +75,27 @@ async def test_a_failed_publish_keeps_the_rows_for_the_next_attempt(db: Database
     bus = InMemoryBus()
     assert await outbox.OutboxRelay(db, bus, service="test").publish_pending() == 2
     assert len(bus.records("deliveries.v1")) == 2
+
+
+async def test_with_a_minimum_round_interval_commits_in_quick_succession_go_out_in_one_round(
+    db: Database,
+) -> None:
+    rounds: list[int] = []  # events per publish, that is per round
+
+    class Counting(InMemoryBus):
+        async def publish(self, records: Any) -> None:
+            rounds.append(len(records))
+            await super().publish(records)
+
+    bus = Counting()
+    relay = outbox.OutboxRelay(db, bus, service="test", poll_s=5.0, min_round_s=0.3)
+    relay.start()
+    try:
+        await stage(db, ["ord_first"])
+        await eventually(lambda: rounds == [1])  # the first commit goes out at once
+        for i in range(5):  # five commits, each of which wakes the relay
+            await stage(db, [f"ord_{i}"])
+        await eventually(lambda: len(bus.records("deliveries.v1")) == 6)
+    finally:
+        await relay.stop()
+    assert rounds == [1, 5]

@@ -13,7 +13,7 @@ import logging
 import operator
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,7 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session for queries only: write nothing in it.
+        """A session for queries only: write nothing in it, but for single statements, each atomic on its own.
 
         Without a transaction (autocommit): a lone SELECT is one round trip instead of three (BEGIN, SELECT,
         ROLLBACK). Under PostgreSQL's READ COMMITTED each statement sees its own snapshot either way.
@@ -341,18 +341,25 @@ async def insert_records(
     statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
     raw = await (await session.connection()).get_raw_connection()
     driver: Any = raw.driver_connection  # asyncpg.Connection, inside the session's transaction
-    try:
+    with integrity_errors(statement):
         if len(records) >= COPY_FROM:
             await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
         else:
             await driver.executemany(statement, records)
+
+
+_INTEGRITY_ERRORS = ("UniqueViolationError", "ForeignKeyViolationError", "NotNullViolationError")
+
+
+@contextlib.contextmanager
+def integrity_errors(statement: str) -> Iterator[None]:
+    """asyncpg's constraint violations, for a statement sent to the driver directly, raised as SQLAlchemy's
+    IntegrityError (as SQLAlchemy would have raised them): callers catch one class whatever the path."""
+    try:
+        yield
     except Exception as exc:
-        if type(exc).__name__ in (
-            "UniqueViolationError",
-            "ForeignKeyViolationError",
-            "NotNullViolationError",
-        ):
-            raise sa_exc.IntegrityError(statement, None, exc) from exc  # as SQLAlchemy would have raised it
+        if type(exc).__name__ in _INTEGRITY_ERRORS:
+            raise sa_exc.IntegrityError(statement, None, exc) from exc
         raise
 
 

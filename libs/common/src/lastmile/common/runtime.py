@@ -43,6 +43,7 @@ class Runtime:
             service=self.service,
             batch=settings.outbox_batch,
             poll_s=settings.outbox_poll_seconds,
+            min_round_s=settings.outbox_min_round_seconds,
         )
         self.subscriptions: list[Subscription] = []
 

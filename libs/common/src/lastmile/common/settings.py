@@ -62,6 +62,9 @@ class CommonSettings(BaseSettings):
     clock_anchor: float | None = None  # real Unix time at which the clock reads clock_epoch
 
     outbox_poll_seconds: float = 0.5
+    outbox_min_round_seconds: float = (
+        0.0  # rounds at most this often under a stream of commits (see OutboxRelay)
+    )
     outbox_batch: int = 500
 
     @field_validator("ops_token")

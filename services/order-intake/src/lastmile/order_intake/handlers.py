@@ -47,7 +47,8 @@ class Deps:
         object.__setattr__(self, "depots", Snapshot(self._load_depots, self.settings.depot_cache_seconds))
         limiter = RateLimiter(self.settings.rate_limit_per_second, self.settings.rate_limit_burst)
         object.__setattr__(self, "limiter", limiter)
-        object.__setattr__(self, "writer", OrderWriter(self.db, self.clock))
+        writer = OrderWriter(self.db, self.clock, wait_s=self.settings.group_commit_wait_ms / 1000)
+        object.__setattr__(self, "writer", writer)
 
     async def _load_depots(self) -> list[domain.Depot]:
         async with self.db.read() as session:

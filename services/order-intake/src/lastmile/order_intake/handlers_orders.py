@@ -60,6 +60,18 @@ def rejected(reason: str, count: int = 1) -> None:
     ORDERS_REJECTED.labels(reason).inc(count)
 
 
+_RECEIVED: dict[tuple[str, str], Any] = {}  # (merchant, kind) → its counter: labels() costs a lock and a key
+
+
+def received(merchant_id: str, kind: str, count: int = 1) -> None:
+    counter = _RECEIVED.get((merchant_id, kind))
+    if counter is None:
+        if len(_RECEIVED) >= 10_000:  # merchants come and go; the cache stays small
+            _RECEIVED.clear()
+        counter = _RECEIVED[merchant_id, kind] = ORDERS_RECEIVED.labels(merchant_id, kind)
+    counter.inc(count)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Accept
 
@@ -125,7 +137,7 @@ async def accept_order(cmd: CreateOrder, merchant: Merchant, deps: Deps, idem: I
     except IntegrityError:  # a batch or another replica took the reference (or the key) meanwhile
         return await _after_collision(cmd, merchant, deps, idem)
     if not reply.replayed:
-        ORDERS_RECEIVED.labels(merchant.id, cmd.kind).inc()
+        received(merchant.id, cmd.kind)
     return reply
 
 
@@ -274,7 +286,7 @@ async def accept_batch(raw: Sequence[Any], merchant: Merchant, deps: Deps, idem:
                 ) from None
     if not reply.replayed:
         for kind, count in collections.Counter(order.kind for order in kept).items():
-            ORDERS_RECEIVED.labels(merchant.id, kind).inc(count)
+            received(merchant.id, kind, count)
         for item in items:
             if "problem" in item:
                 rejected(item["problem"].get("code") or "rejected")

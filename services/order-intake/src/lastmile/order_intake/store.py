@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lastmile.common import events as ev
-from lastmile.common.db import UtcDateTime, insert_many, insert_records
+from lastmile.common.db import UtcDateTime, insert_many, insert_records, integrity_errors
+from lastmile.common.outbox import STAGED_COLUMNS, outbox_table
 from lastmile.order_intake.domain import Depot
 
 BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -143,10 +144,99 @@ class StoredResponse:
 
 
 _LOCK_ORDER = operator.attrgetter("merchant_id", "reference")
+_KEY_ORDER = operator.itemgetter(0, 1)  # (merchant id, key) of a response row
 
 # A batch's reference check on PostgreSQL, straight through asyncpg (in the session's transaction) and with an
 # array: one parameter whatever the count, where SQLAlchemy renders one per value of an IN list.
 REFERENCES_TAKEN = "SELECT reference, id FROM orders WHERE merchant_id = $1 AND reference = ANY($2::text[])"
+
+
+# The group commit of single orders on PostgreSQL (writer.py): a statement for both of its lookups, and one for
+# all of its inserts, straight through asyncpg with one array per column (the same statements whatever the
+# group's size, so asyncpg prepares each once per connection). One statement is atomic on its own: no BEGIN and
+# COMMIT around it.
+CLAIMED = """
+SELECT false AS is_order, k.merchant_id, k.key AS name, k.request_hash AS value, k.status_code, k.response
+FROM unnest($1::text[], $2::text[]) AS q(merchant_id, name)
+JOIN idempotency_keys k ON k.merchant_id = q.merchant_id AND k.key = q.name
+UNION ALL
+SELECT true, o.merchant_id, o.reference, o.id, NULL, NULL
+FROM unnest($3::text[], $4::text[]) AS q(merchant_id, name)
+JOIN orders o ON o.merchant_id = q.merchant_id AND o.reference = q.name
+"""
+ACCEPT = """
+WITH new AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+        AS n(id, merchant_id, reference, depot_id, snapshot, extra, created_at)
+), orders_ AS (
+    INSERT INTO orders (id, merchant_id, reference, status, depot_id, version, snapshot, extra, created_at,
+                        updated_at)
+    SELECT id, merchant_id, reference, $8, depot_id, 1, snapshot, extra, created_at, created_at FROM new
+), history_ AS (
+    INSERT INTO order_status_history (order_id, status, at, detail) SELECT id, $8, created_at, '{}' FROM new
+), outbox_ AS (
+    INSERT INTO outbox (topic, key, event_id, type, payload, created_at)
+    SELECT * FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::timestamptz[])
+)
+INSERT INTO idempotency_keys (merchant_id, key, request_hash, status_code, response, created_at)
+SELECT * FROM unnest($15::text[], $16::text[], $17::text[], $18::int[], $19::bytea[], $20::timestamptz[])
+"""
+ResponseRow = tuple[str, str, str, int, bytes, datetime]  # IDEMPOTENCY_COLUMNS
+OutboxRow = tuple[str, str, str, str, bytes, datetime]  # outbox.STAGED_COLUMNS
+
+
+class GroupStatements:
+    """`IntakeStore.claimed` and `IntakeStore.accept` on PostgreSQL, on an asyncpg connection (in a transaction or
+    not: each is one statement)."""
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver  # asyncpg.Connection
+
+    async def claimed(
+        self, keys: Sequence[tuple[str, str]], references: Sequence[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], StoredResponse], dict[tuple[str, str], str]]:
+        if not keys and not references:
+            return {}, {}
+        rows = await self.driver.fetch(
+            CLAIMED,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [r[0] for r in references],
+            [r[1] for r in references],
+        )
+        stored: dict[tuple[str, str], StoredResponse] = {}
+        taken: dict[tuple[str, str], str] = {}
+        for is_order, merchant_id, name, value, status_code, response in rows:
+            if is_order:
+                taken[merchant_id, name] = value
+            else:
+                stored[merchant_id, name] = StoredResponse(value, status_code, response)
+        return stored, taken
+
+    async def accept(
+        self,
+        orders: Sequence[NewOrder],
+        status: str,
+        events: Sequence[OutboxRow],
+        responses: Sequence[ResponseRow],
+    ) -> None:
+        """All of it or nothing, even outside a transaction. A reference or a key taken meanwhile raises
+        IntegrityError. Rows go in (merchant, reference) and (merchant, key) order, as in `add_orders`."""
+        orders = sorted(orders, key=_LOCK_ORDER)
+        responses = sorted(responses, key=_KEY_ORDER)
+        order_columns = [
+            [o.order_id for o in orders],
+            [o.merchant_id for o in orders],
+            [o.reference for o in orders],
+            [o.depot_id for o in orders],
+            [o.snapshot for o in orders],
+            [o.extra for o in orders],
+            [o.created_at for o in orders],
+        ]
+        event_columns = [list(c) for c in zip(*events, strict=True)] if events else [[]] * 6
+        response_columns = [list(c) for c in zip(*responses, strict=True)] if responses else [[]] * 6
+        with integrity_errors(ACCEPT):
+            await self.driver.execute(ACCEPT, *order_columns, status, *event_columns, *response_columns)
 
 
 class IntakeStore:
@@ -267,6 +357,30 @@ class IntakeStore:
         )
         return {(r.merchant_id, r.reference): r.id for r in await self.session.execute(query)}
 
+    async def claimed(
+        self, keys: Sequence[tuple[str, str]], references: Sequence[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], StoredResponse], dict[tuple[str, str], str]]:
+        """`stored_responses(keys)` and `references_of(references)`; on PostgreSQL in one statement."""
+        if self._postgresql:
+            return await GroupStatements(await self._driver()).claimed(keys, references)
+        return await self.stored_responses(keys), await self.references_of(references)
+
+    async def accept(
+        self,
+        orders: Sequence[NewOrder],
+        status: str,
+        events: Sequence[OutboxRow],
+        responses: Sequence[ResponseRow],
+    ) -> None:
+        """New orders (with their first status), their outbox rows (`outbox.outbox_rows`) and the responses to
+        keep under their requests' keys. On PostgreSQL in one statement (see `GroupStatements.accept`)."""
+        if self._postgresql:
+            await GroupStatements(await self._driver()).accept(orders, status, events, responses)
+            return
+        await self.add_orders(orders, status)
+        await insert_records(self.session, outbox_table, STAGED_COLUMNS, events)
+        await self.store_responses(responses)
+
     async def list_orders(
         self,
         merchant_id: str,
@@ -321,8 +435,8 @@ class IntakeStore:
     ) -> None:
         await self.store_responses([(merchant_id, key, request_hash, status_code, body, at)])
 
-    async def store_responses(self, rows: Sequence[tuple[str, str, str, int, bytes, datetime]]) -> None:
-        rows = sorted(rows, key=lambda r: (r[0], r[1]))  # lock order, as in add_orders
+    async def store_responses(self, rows: Sequence[ResponseRow]) -> None:
+        rows = sorted(rows, key=_KEY_ORDER)  # lock order, as in add_orders
         await insert_many(
             self.session, IDEMPOTENCY, [dict(zip(IDEMPOTENCY_COLUMNS, r, strict=True)) for r in rows]
         )
