@@ -62,9 +62,8 @@ class CommonSettings(BaseSettings):
     clock_anchor: float | None = None  # real Unix time at which the clock reads clock_epoch
 
     outbox_poll_seconds: float = 0.5
-    outbox_min_round_seconds: float = (
-        0.0  # rounds at most this often under a stream of commits (see OutboxRelay)
-    )
+    # the outbox relay starts a round at most this often under a stream of commits (see OutboxRelay)
+    outbox_min_round_seconds: float = 0.0
     outbox_batch: int = 500
 
     @field_validator("ops_token")
