@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from lastmile.common.testing import ANY_HOUR
 from lastmile.sim.distributed import MODULES, Stack
 
 
@@ -30,6 +31,7 @@ async def stack(kafka: Any, postgres: Any, free_port: Any, tmp_path: Path) -> As
         ports=ports,
         ops_token="lm_ops_" + secrets.token_urlsafe(24),
         logs=tmp_path / "logs",
+        extra_env=ANY_HOUR,
     )
     try:
         await running.start_all()

@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from lastmile.common import events as ev
+from lastmile.common.testing import ANY_HOUR
 from lastmile.sim.distributed import MODULES, Stack
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -410,8 +411,7 @@ def _start_city(infra: Any, logs: Path) -> City:
             logs=logs,
             extra_env={
                 **FAST_CLIENTS,
-                "LASTMILE_QUIET_HOURS_START": "00:00",  # equal: no quiet hours, whatever time the tests run
-                "LASTMILE_QUIET_HOURS_END": "00:00",
+                **ANY_HOUR,
                 "LASTMILE_LOG_LEVEL": "WARNING",
             },
         )

@@ -9,8 +9,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 
-from lastmile.common.testing import eventually
+from lastmile.common.testing import ANY_HOUR, eventually
 from lastmile.sim.embedded import PORTS, running, seed_demo
 
 
@@ -32,8 +33,10 @@ def tomorrow_order(depot: dict[str, Any], reference: str) -> dict[str, Any]:
 
 
 async def test_an_order_goes_from_merchant_to_delivered_and_the_customer_hears(
-    tmp_path: Path, free_port: Any
+    tmp_path: Path, free_port: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name, value in ANY_HOUR.items():  # the platform runs on the wall clock
+        monkeypatch.setenv(name, value)
     ports = {name: free_port() for name in PORTS}
     async with running(tmp_path, ports=ports) as platform:
         credentials = await seed_demo(platform)
