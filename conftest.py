@@ -126,9 +126,19 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
+    """A port free now and not handed out before in this run: the system may give the same free port to two
+    calls in a row (a stack's notifier and tracker once got the same one, and the tracker could not start)."""
+
     def pick() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in _GIVEN_PORTS:
+                _GIVEN_PORTS.add(port)
+                return port
 
     return pick
+
+
+_GIVEN_PORTS: set[int] = set()

@@ -198,9 +198,8 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """One batch: read, publish (await the broker's acks), delete. Returns how many were sent."""
-        if self._holder is not None:  # asyncpg's records as they come: SQLAlchemy's rows cost more
-            found = await self._holder.fetch(READ_PENDING, self.batch)
-            rows = [(r[0], r[1], r[2], r[3]) for r in found]
+        if self._holder is not None:
+            rows = await _pending(self._holder, self.batch)
         else:
             rows = await self._read()
         if not rows:
@@ -213,8 +212,7 @@ class OutboxRelay:
             if self.db.dialect == "postgresql":
                 raw = await (await session.connection()).get_raw_connection()
                 driver: Any = raw.driver_connection  # asyncpg.Connection
-                found = await driver.fetch(READ_PENDING, self.batch)
-                return [(r[0], r[1], r[2], r[3]) for r in found]
+                return await _pending(driver, self.batch)
             c = outbox_table.c
             query = sa.select(c.id, c.topic, c.key, c.payload).order_by(c.id).limit(self.batch)
             return [(r.id, r.topic, r.key, r.payload) for r in await session.execute(query)]
@@ -257,3 +255,8 @@ class OutboxRelay:
 async def pending_count(db: Database) -> int:
     async with db.read() as session:
         return int((await session.execute(sa.select(sa.func.count()).select_from(outbox_table))).scalar_one())
+
+
+async def _pending(driver: Any, batch: int) -> list[tuple[int, str, str, bytes]]:
+    """The oldest unpublished events through asyncpg (its records as they come: SQLAlchemy's rows cost more)."""
+    return [(r[0], r[1], r[2], r[3]) for r in await driver.fetch(READ_PENDING, batch)]

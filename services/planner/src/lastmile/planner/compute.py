@@ -66,7 +66,7 @@ def compute(job: PlanJob) -> Computed:
     steps = Steps()
     problem = job.problem
     if job.travel is not None:
-        hour = problem.at(min((v.window[0] for v in problem.input.vehicles), default=0)).hour
+        hour = problem.departure().hour
         travel = job.travel
         problem = problem.with_matrices(
             {p: travel.compute(problem.locations, p, hour) for p in problem.input.profiles}

@@ -157,7 +157,7 @@ async def solve_day(
     travel = portable(deps.travel)
     sent = problem
     if travel is None:
-        depart = problem.at(min((v.window[0] for v in problem.input.vehicles), default=0))
+        depart = problem.departure()
         matrices: dict[str, Matrix] = {}
         for profile in problem.input.profiles:
             matrices[profile] = await deps.travel.matrix(problem.locations, profile, depart)

@@ -65,6 +65,10 @@ class Problem:
     def secs(self, t: datetime) -> int:
         return max(0, min(HORIZON, int((t - self.origin).total_seconds())))
 
+    def departure(self) -> datetime:
+        """When the first vehicle may leave: the hour the travel times are computed for."""
+        return self.at(min((v.window[0] for v in self.input.vehicles), default=0))
+
     def with_matrices(self, matrices: dict[str, Matrix]) -> Problem:
         return replace(self, input=replace(self.input, matrices=matrices))
 
