@@ -120,7 +120,7 @@ async def on_order(session: AsyncSession, envelope: ev.Envelope, event: ev.Order
     depot = await store.depot(event.depot_id)
     if depot is None:
         raise NotFound(f"order {event.order_id} names unknown depot {event.depot_id}")
-    job = await store.job(event.order_id)
+    job = await _job(session, event.order_id)
     if job is not None and (job.version >= event.version or job.status not in OPEN):
         return  # stale, or already done
     day = domain.service_date(domain.JobSpec.from_order(event), depot.to_spec().timezone)
@@ -138,6 +138,17 @@ async def on_order(session: AsyncSession, envelope: ev.Envelope, event: ev.Order
     job.service_date, job.version = day, event.version
     job.order = event.model_dump(mode="json")
     _replan_after_commit(session, deps, event.depot_id, day, trigger)
+
+
+async def _job(session: AsyncSession, order_id: str) -> JobRow | None:
+    """The job an event changes. The first call in a transaction locks every job of its batch of events at
+    once, in the order a plan being saved takes them (see `PlannerStore.lock_jobs`)."""
+    store = PlannerStore(session)
+    if not session.info.get("jobs_locked"):
+        session.info["jobs_locked"] = True
+        batch = session.info.get("batch") or ()
+        await store.lock_jobs({order_id} | {o for p in batch if (o := getattr(p, "order_id", None))})
+    return await store.job(order_id)
 
 
 def _update_trigger(job: JobRow, event: ev.OrderSnapshot) -> str:
@@ -161,7 +172,7 @@ def _leave_day(session: AsyncSession, deps: Deps, job: JobRow) -> None:
 async def on_order_cancelled(
     session: AsyncSession, envelope: ev.Envelope, event: ev.OrderCancelled, deps: Deps
 ) -> None:
-    job = await PlannerStore(session).job(event.order_id)
+    job = await _job(session, event.order_id)
     if job is None or job.status not in OPEN:
         return
     job.status = "cancelled"
@@ -176,20 +187,19 @@ async def on_out_for_delivery(
     session: AsyncSession, envelope: ev.Envelope, event: ev.OutForDelivery, deps: Deps
 ) -> None:
     """The vehicle left with the parcel: the stop stays on that vehicle, and the route has started."""
-    store = PlannerStore(session)
-    job = await store.job(event.order_id)
+    job = await _job(session, event.order_id)
     if job is None or job.status not in OPEN:
         return
     job.status = "out"
     if job.route_id:
-        route = await store.route(job.route_id)
+        route = await PlannerStore(session).route(job.route_id)
         if route is not None and route.status == "planned":
             route.status = "started"
 
 
 async def on_done(session: AsyncSession, envelope: ev.Envelope, event: Any, deps: Deps) -> None:
     """Delivered or failed: the stop is done and stays done; a failure re-plans the rest of the day."""
-    job = await PlannerStore(session).job(event.order_id)
+    job = await _job(session, event.order_id)
     if job is None or job.status in DONE or job.status == "cancelled":
         return
     job.status = "delivered" if isinstance(event, ev.Delivered) else "failed"

@@ -231,7 +231,8 @@ async def save_plan(deps: Deps, run: Run, outcome: Outcome) -> None:
     async with deps.db.transaction() as session:
         steps.lap("save_lock")
         store = PlannerStore(session)
-        jobs = {j.order_id: j for j in await store.jobs(run.depot_id, run.day)}
+        # the day's jobs locked before any route: the order the event handlers take them in
+        jobs = {j.order_id: j for j in await store.jobs(run.depot_id, run.day, lock=True)}
         routes = {r.vehicle_id: r for r in await store.routes(run.depot_id, run.day)}
         steps.lap("save_load")
         before = {
