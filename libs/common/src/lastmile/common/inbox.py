@@ -26,6 +26,11 @@ _CLAIM_MANY_PG = sa.text(
 )
 
 
+_CLAIM_MANY_SQLITE = (
+    sqlite.insert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.event_id)  # executemany
+)
+
+
 async def claim(session: AsyncSession, consumer: str, event_id: str) -> bool:
     """Record that `consumer` handles `event_id` in this transaction; False if it already has.
 
@@ -51,7 +56,7 @@ async def claim_many(session: AsyncSession, consumer: str, event_ids: list[str])
             _CLAIM_MANY_PG, {"consumer": consumer, "ids": list(dict.fromkeys(event_ids)), "now": now}
         )
         return {row.event_id for row in result.all()}
+    # Rows as parameters, not as a multi-row VALUES: SQLAlchemy compiles that afresh on every call (no cache
+    # key), a part of every batch of every consumer in the embedded mode; this statement compiles once.
     rows = [{"consumer": consumer, "event_id": e, "processed_at": now} for e in dict.fromkeys(event_ids)]
-    insert: Any = postgresql.insert(inbox_table) if dialect == "postgresql" else sqlite.insert(inbox_table)
-    stmt = insert.values(rows).on_conflict_do_nothing().returning(inbox_table.c.event_id)
-    return {row.event_id for row in (await session.execute(stmt)).all()}
+    return {row.event_id for row in (await session.execute(_CLAIM_MANY_SQLITE, rows)).all()}
