@@ -62,8 +62,11 @@ def route(orders: list[str], version: int = 1, start: datetime = T0, first: int 
 class Drive:
     """A vehicle following the stops at `slowness` times the planned leg time, pinging every `every` s."""
 
-    def __init__(self, orders: list[str], slowness: float = 1.0, every: int = 15) -> None:
+    def __init__(
+        self, orders: list[str], slowness: float = 1.0, every: int = 15, cfg: EtaConfig = CFG
+    ) -> None:
         self.plan = Plan.from_snapshot(route(orders))
+        self.cfg = cfg
         self.progress = Progress.begin(self.plan)
         self.slowness, self.every = slowness, every
         self.t = T0
@@ -72,7 +75,7 @@ class Drive:
         self.last = Step(self.progress)
 
     def ping(self, lat: float, lon: float) -> Step:
-        step = engine.observe(self.plan, self.progress, Fix(lat, lon, self.t), self.t, CFG)
+        step = engine.observe(self.plan, self.progress, Fix(lat, lon, self.t), self.t, self.cfg)
         self.events += step.events
         self.errors += step.errors
         self.last = step
@@ -143,6 +146,31 @@ class TestLate:
         assert {e.order_id for e in delayed} <= {"o4", "o5"}
         assert all(e.delay_s >= CFG.delay_threshold_s for e in delayed)  # type: ignore[attr-defined]
         assert len(d.of(ev.DeliveryDelayed, "o5")) == 1  # once per threshold crossed, not every ping
+
+    def test_far_off_etas_are_told_when_they_move_by_a_share_of_the_time_left(self) -> None:
+        orders = [f"o{i}" for i in range(1, 31)]
+
+        def late_drive(cfg: EtaConfig) -> Drive:
+            d = Drive(orders, slowness=1.3, cfg=cfg)
+            d.ping(*DEPOT)
+            prev = DEPOT
+            for i in range(5):
+                d.drive(prev, stop_at(i), LEG_S)
+                d.stay(stop_at(i), SERVICE_S)
+                prev = stop_at(i)
+            return d
+
+        d = late_drive(CFG)
+        changes = [c for c in d.of(ev.EtaChanged) if c.previous_eta is not None and not c.arriving_soon]  # type: ignore[attr-defined]
+        assert changes
+        for c in changes:
+            left = (c.eta - c.at).total_seconds()  # type: ignore[attr-defined]
+            moved = abs((c.eta - c.previous_eta).total_seconds())  # type: ignore[attr-defined]
+            assert moved >= max(CFG.change_threshold_s, CFG.change_fraction * left)
+        every_two_minutes = late_drive(EtaConfig(change_fraction=0.0))
+        assert len(d.of(ev.EtaChanged, "o30")) < len(every_two_minutes.of(ev.EtaChanged, "o30"))
+        # the next stops are still told of two minutes
+        assert any(abs((c.eta - c.previous_eta).total_seconds()) < 300 for c in changes)  # type: ignore[attr-defined]
 
     def test_a_vehicle_stuck_in_traffic_makes_the_next_eta_slip_in_real_time(self) -> None:
         d = Drive(ORDERS)

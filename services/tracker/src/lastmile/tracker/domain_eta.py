@@ -27,6 +27,9 @@ class EtaConfig:
     departure_radius_m: float = 100.0
     dwell_s: float = 30.0
     change_threshold_s: float = 120.0
+    # ... or this share of the time left until the ETA, if more: an arrival five hours off that moves by three
+    # minutes is no news to anyone, and every change is an event three services handle
+    change_fraction: float = 0.1
     arriving_soon_s: float = 600.0
     delay_threshold_s: float = 900.0
     good_accuracy_m: float = 25.0
@@ -438,7 +441,8 @@ def _announce(
             )
         )
     soon = stops_before == 0 and (eta - now).total_seconds() <= cfg.arriving_soon_s
-    moved = state.published is None or abs((eta - state.published).total_seconds()) >= cfg.change_threshold_s
+    threshold = max(cfg.change_threshold_s, cfg.change_fraction * (eta - now).total_seconds())
+    moved = state.published is None or abs((eta - state.published).total_seconds()) >= threshold
     if moved or (soon and not state.soon):
         step.events.append(
             ev.EtaChanged(

@@ -58,6 +58,9 @@ class TrackerSettings(CommonSettings):
     departure_radius_m: float = 100.0
     dwell_s: float = 30.0
     eta_change_threshold_s: float = 120.0
+    eta_change_fraction: float = Field(
+        default=0.1, ge=0, le=1
+    )  # of the time left: far-off ETAs change less often
     arriving_soon_s: float = 600.0
     delay_threshold_s: float = 900.0
 
@@ -86,6 +89,7 @@ class TrackerSettings(CommonSettings):
             departure_radius_m=self.departure_radius_m,
             dwell_s=self.dwell_s,
             change_threshold_s=self.eta_change_threshold_s,
+            change_fraction=self.eta_change_fraction,
             arriving_soon_s=self.arriving_soon_s,
             delay_threshold_s=self.delay_threshold_s,
         )
