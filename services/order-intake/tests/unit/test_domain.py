@@ -128,3 +128,16 @@ def test_a_re_plan_notice_after_a_failed_attempt_does_not_undo_it() -> None:
     )
     assert domain.status_after("scheduled", late) is None  # unchanged
     assert domain.status_after("received", late) == "scheduled"
+
+
+@pytest.mark.parametrize(
+    "status", ["received", "scheduled", "unassigned", "out_for_delivery", "arriving", "failed", "delivered"]
+)
+def test_only_an_arriving_soon_eta_can_move_a_status(status: str) -> None:
+    """The handler skips loading the order for an event that cannot move it: most ETA changes."""
+    eta = ev.EtaChanged(order_id="o", vehicle_id="v", eta=NOW, stops_before=3, at=NOW)
+    soon = eta.model_copy(update={"arriving_soon": True, "stops_before": 0})
+    assert not domain.moves_status(eta)
+    assert domain.status_after(status, eta) is None
+    assert domain.moves_status(soon)
+    assert domain.status_after(status, soon) == ("arriving" if status == "out_for_delivery" else None)

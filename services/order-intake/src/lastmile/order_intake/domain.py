@@ -384,6 +384,12 @@ STATUS_BY_EVENT: dict[type[ev.Payload], str] = {
 FINAL = {"delivered", "cancelled"}
 
 
+def moves_status(payload: ev.Payload) -> bool:
+    """Whether the event can move any order's status (`status_after`): an ETA change only when it says the
+    vehicle arrives soon."""
+    return not isinstance(payload, ev.EtaChanged) or payload.arriving_soon
+
+
 def status_after(current: str, payload: ev.Payload) -> str | None:
     """The order's next status, or None when the event does not move it (or would move it backwards)."""
     if current in FINAL:

@@ -186,6 +186,8 @@ async def on_depot_upserted(
 
 async def on_delivery_event(session: AsyncSession, envelope: ev.Envelope, event: Any, deps: Deps) -> None:
     """The order's status follows the delivery's lifecycle."""
+    if not domain.moves_status(event):
+        return  # most of the topic's events are ETA changes: no order to load
     store = IntakeStore(session)
     row = await store.order(event.order_id, lock=True)
     if row is None:

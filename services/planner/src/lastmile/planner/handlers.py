@@ -144,10 +144,11 @@ async def _job(session: AsyncSession, order_id: str) -> JobRow | None:
     """The job an event changes. The first call in a transaction locks every job of its batch of events at
     once, in the order a plan being saved takes them (see `PlannerStore.lock_jobs`)."""
     store = PlannerStore(session)
-    if not session.info.get("jobs_locked"):
-        session.info["jobs_locked"] = True
+    if "jobs" not in session.info:
         batch = session.info.get("batch") or ()
-        await store.lock_jobs({order_id} | {o for p in batch if (o := getattr(p, "order_id", None))})
+        ids = {order_id} | {o for p in batch if (o := getattr(p, "order_id", None))}
+        # held here: the session's identity map keeps only weak references, and `job` looks there first
+        session.info["jobs"] = await store.lock_jobs(ids)
     return await store.job(order_id)
 
 
@@ -212,7 +213,7 @@ async def on_delayed(
     session: AsyncSession, envelope: ev.Envelope, event: ev.DeliveryDelayed, deps: Deps
 ) -> None:
     """A vehicle runs late: re-plan its day from where it is now, so customers hear of it before the window."""
-    job = await PlannerStore(session).job(event.order_id)
+    job = await _job(session, event.order_id)
     if job is None or job.status not in OPEN:
         return
     _replan_after_commit(session, deps, job.depot_id, job.service_date, "delay")

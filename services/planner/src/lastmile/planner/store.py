@@ -216,7 +216,7 @@ class PlannerStore:
         query = query.order_by(JobRow.order_id)
         return list((await self.session.execute(query.with_for_update() if lock else query)).scalars())
 
-    async def lock_jobs(self, order_ids: Iterable[str]) -> None:
+    async def lock_jobs(self, order_ids: Iterable[str]) -> list[JobRow]:
         """Lock these jobs' rows now, in primary-key order (and load them).
 
         Every transaction that changes jobs takes their locks in this order before its first change, and
@@ -224,9 +224,10 @@ class PlannerStore:
         different orders deadlocked on PostgreSQL (each deadlock cost a second and a retry). SQLite has one
         writer and no row locks."""
         ids = sorted(set(order_ids))
-        if ids:
-            query = sa.select(JobRow).where(JobRow.order_id.in_(ids)).order_by(JobRow.order_id)
-            await self.session.execute(query.with_for_update())
+        if not ids:
+            return []
+        query = sa.select(JobRow).where(JobRow.order_id.in_(ids)).order_by(JobRow.order_id)
+        return list((await self.session.execute(query.with_for_update())).scalars())
 
     async def pending_days(self, depot_id: str) -> list[date]:
         query = (
