@@ -272,6 +272,27 @@ class TestReplanned:
         d.stay(stop_at(2), 60)
         assert d.of(ev.Arrived, "o3")
 
+    def test_a_revision_that_leaves_the_vehicle_late_is_not_a_new_delay_until_the_delay_grows(self) -> None:
+        """The planner re-planned knowing where the vehicle was: telling it the same delay again re-plans the
+        same route, and the revision that follows would tell it again."""
+        d = Drive(ORDERS, slowness=2.5)
+        d.ping(*DEPOT)
+        prev = DEPOT
+        for i in range(4):
+            d.drive(prev, stop_at(i), LEG_S)
+            d.stay(stop_at(i), SERVICE_S)
+            prev = stop_at(i)
+        assert d.of(ev.DeliveryDelayed, "o5"), "late enough to be told once"
+        told = len(d.of(ev.DeliveryDelayed))
+        again = route(ORDERS, version=2)  # the same times: the vehicle is still as late against them
+        step = engine.revise(Plan.from_snapshot(again), d.progress, d.t, CFG)
+        assert not [e for e in step.events if isinstance(e, ev.DeliveryDelayed)]
+        assert step.progress.stops["o5"].delay_level >= 1
+        d.plan = Plan.from_snapshot(again)
+        d.stay(prev, CFG.delay_threshold_s + 300)  # stuck: the delay grows by another step
+        assert len(d.of(ev.DeliveryDelayed, "o5")) == 2
+        assert len(d.of(ev.DeliveryDelayed)) > told
+
 
 class TestNotices:
     def test_arriving_soon_is_told_once_for_the_next_stop(self) -> None:

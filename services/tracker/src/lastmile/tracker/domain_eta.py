@@ -247,7 +247,12 @@ def complete(
 
 def revise(plan: Plan, progress: Progress, now: datetime, cfg: EtaConfig) -> Step:
     """A new version of the route: stops kept keep their state, new ones start afresh, delays are measured
-    against the new plan (the planner re-planned because of them)."""
+    against the new plan.
+
+    The delays the new plan starts with are not announced: the planner made it knowing where the vehicle was,
+    and told of them again it re-planned the same route, without end (in the make-demo day, 13,000 delay events
+    in two real minutes, each batch a re-plan and a new version). A delay that grows by another step from
+    here is news again."""
     old = progress.stops
     progress.stops = {s.order_id: old.get(s.order_id) or StopState() for s in plan.stops}
     for state in progress.stops.values():
@@ -261,6 +266,7 @@ def revise(plan: Plan, progress: Progress, now: datetime, cfg: EtaConfig) -> Ste
     if progress.started:
         basis = progress.fix.at if progress.fix else now
         _recompute(plan, step, max(basis, progress.origin.at), now, cfg)
+        step.events = [e for e in step.events if not isinstance(e, ev.DeliveryDelayed)]  # levels kept, untold
     return step
 
 
