@@ -147,6 +147,32 @@ class TestLate:
         assert all(e.delay_s >= CFG.delay_threshold_s for e in delayed)  # type: ignore[attr-defined]
         assert len(d.of(ev.DeliveryDelayed, "o5")) == 1  # once per threshold crossed, not every ping
 
+    def test_a_delay_within_the_promised_window_is_not_announced(self) -> None:
+        def slow_with_promise(slack: timedelta) -> Drive:
+            snapshot = route(ORDERS)
+            stops = [
+                s.model_copy(
+                    update={
+                        "promised_window": ev.TimeWindow(
+                            start=s.planned_arrival - timedelta(hours=1), end=s.planned_arrival + slack
+                        )
+                    }
+                )
+                for s in snapshot.stops
+            ]
+            d = Drive(ORDERS, slowness=2.5)
+            d.plan = Plan.from_snapshot(snapshot.model_copy(update={"stops": stops}))
+            d.ping(*DEPOT)
+            prev = DEPOT
+            for i in range(4):
+                d.drive(prev, stop_at(i), LEG_S)
+                d.stay(stop_at(i), SERVICE_S)
+                prev = stop_at(i)
+            return d
+
+        assert not slow_with_promise(timedelta(hours=2)).of(ev.DeliveryDelayed)  # late on plan, promise kept
+        assert slow_with_promise(timedelta(minutes=10)).of(ev.DeliveryDelayed, "o5")  # the promise breaks
+
     def test_far_off_etas_are_told_when_they_move_by_a_share_of_the_time_left(self) -> None:
         orders = [f"o{i}" for i in range(1, 31)]
 

@@ -63,6 +63,7 @@ class PlannedStop:
     service_s: int
     leg_duration_s: int
     not_before: datetime | None  # the promised window's start, or the time the plan waited for
+    promised_end: datetime | None = None  # the end of the window the customer was promised
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Plan:
                     s.service_s,
                     s.leg_duration_s,
                     _not_before(s, waited),
+                    s.promised_window.end if s.promised_window is not None else None,
                 )
             )
             if s.leg_distance_m > 0 and s.leg_duration_s > 0:
@@ -465,7 +467,10 @@ def _announce(
         state.published, state.soon = eta, state.soon or soon
     delay = (eta - stop.planned_arrival).total_seconds()
     level = int(delay // cfg.delay_threshold_s) if delay >= cfg.delay_threshold_s else 0
-    if level > state.delay_level:
+    # Late against the plan, but the promise still holds: nobody needs to act (the customer hears of the ETA
+    # itself). Told of every such delay, the planner re-planned whole days for stops that were fine.
+    kept = stop.promised_end is not None and eta <= stop.promised_end
+    if level > state.delay_level and not kept:
         state.delay_level = level
         step.events.append(
             ev.DeliveryDelayed(
