@@ -147,7 +147,7 @@ def schedule(
         job.status in ("planned", "out")
         and job.route_id == route.id
         and job.promised == stop.promised
-        and job.lateness_s == stop.lateness_s
+        and _late_by(job.lateness_s) == _late_by(stop.lateness_s)
     )
     job.status = "out" if job.status == "out" else "planned"
     job.vehicle_id, job.route_id, job.reason = route.vehicle_id, route.id, None
@@ -168,6 +168,15 @@ def schedule(
         lateness_s=stop.lateness_s,
     )
     outbox.add(session, scheduled, source=SOURCE)
+
+
+LATENESS_STEP_S = 900
+
+
+def _late_by(lateness_s: int | None) -> int:
+    """Lateness in started 15-minute steps: a late stop's lateness changes by seconds with every re-plan, and
+    announcing each change re-announced the day's late stops on every re-plan (most of deliveries.v1)."""
+    return -(-max(0, lateness_s or 0) // LATENESS_STEP_S)
 
 
 def cancel_emptied(

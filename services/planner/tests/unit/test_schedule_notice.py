@@ -1,0 +1,23 @@
+"""When a re-plan re-announces a stop's schedule: lateness counts in started 15-minute steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from lastmile.planner.handlers_routes import _late_by
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "announced"),
+    [
+        (0, 0, False),
+        (None, 0, False),
+        (0, 1, True),  # on time → late: the customer's promise is at risk
+        (300, 420, False),  # a re-plan's seconds: the same news
+        (899, 901, True),  # another quarter of an hour
+        (2000, 100, True),  # much less late
+        (120, 0, True),  # on time again
+    ],
+)
+def test_lateness_is_news_by_the_quarter_hour(before: int | None, after: int, announced: bool) -> None:
+    assert (_late_by(before) != _late_by(after)) is announced
