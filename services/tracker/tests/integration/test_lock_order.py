@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -27,6 +27,7 @@ from lastmile.tracker.settings import TrackerSettings
 from lastmile.tracker.store import StopRow
 
 pytestmark = pytest.mark.integration
+RouteMaker = Callable[..., ev.RoutePlanned]
 
 
 @contextlib.asynccontextmanager
@@ -112,44 +113,8 @@ async def interleave(
     assert not failures, f"a transaction failed: {[str(f) for f in failures]}"
 
 
-def route(
-    route_id: str, vehicle_id: str, orders: list[str], *, version: int = 1, start_at: datetime | None = None
-) -> ev.RoutePlanned:
-    at = begin = start_at or datetime.now(UTC) + timedelta(minutes=10)
-    stops = []
-    for n, order in enumerate(orders):
-        at += timedelta(minutes=5)
-        stops.append(
-            ev.RouteStop(
-                stop_id=order,
-                order_id=order,
-                sequence=n + 1,
-                location=ev.GeoPoint(lat=48.10 + 0.01 * (n + 1), lon=11.50),
-                planned_arrival=at,
-                planned_departure=at + timedelta(minutes=3),
-                service_s=180,
-                leg_distance_m=1100,
-                leg_duration_s=300,
-            )
-        )
-        at += timedelta(minutes=3)
-    depot = ev.GeoPoint(lat=48.10, lon=11.50)
-    kind = ev.RoutePlanned if version == 1 else ev.RouteRevised
-    return kind(
-        route_id=route_id,
-        version=version,
-        vehicle_id=vehicle_id,
-        depot_id="dep_1",
-        plan_id="pln_1",
-        service_date=begin.date(),
-        start=depot,
-        end=depot,
-        start_at=begin,
-        end_at=at,
-        distance_m=1100 * len(orders),
-        duration_s=int((at - begin).total_seconds()),
-        stops=stops,
-    )
+def points(orders: list[str]) -> list[tuple[str, float, float]]:
+    return [(order, 48.10 + 0.01 * n, 11.50) for n, order in enumerate(orders, 1)]
 
 
 async def stops_now(deps: Deps) -> dict[str, tuple[str, str]]:
@@ -159,18 +124,18 @@ async def stops_now(deps: Deps) -> dict[str, tuple[str, str]]:
 
 
 async def test_a_routes_batch_moving_a_stop_and_a_completion_on_its_old_route_do_not_deadlock(
-    postgres: Any,
+    postgres: Any, make_route: RouteMaker
 ) -> None:
     """The planner moves ord_y from rte_1 to rte_2 and revises rte_1, in one routes.v1 batch (rte_2 first),
     while veh_1's driver completes ord_x on rte_1: the completion re-estimates rte_1's stops, ord_y among them
     (the old code: the batch held ord_y and waited for rte_1, the completion held rte_1 and waited for ord_y)."""
     url = await postgres("tracker")
     async with tracker_deps(url) as deps:
-        await handle(deps, route("rte_1", "veh_1", ["ord_x", "ord_y"]))
-        await handle(deps, route("rte_2", "veh_2", ["ord_z"]))
+        await handle(deps, make_route("veh_1", points(["ord_x", "ord_y"]), route_id="rte_1"))
+        await handle(deps, make_route("veh_2", points(["ord_z"]), route_id="rte_2"))
         batch: list[ev.Payload] = [
-            route("rte_2", "veh_2", ["ord_z", "ord_y"], version=2),
-            route("rte_1", "veh_1", ["ord_x"], version=2),
+            make_route("veh_2", points(["ord_z", "ord_y"]), route_id="rte_2", version=2),
+            make_route("veh_1", points(["ord_x"]), route_id="rte_1", version=2),
         ]
         delivered = CompleteStop(outcome="delivered", recipient_name="Ada")
 
@@ -188,14 +153,14 @@ async def test_a_routes_batch_moving_a_stop_and_a_completion_on_its_old_route_do
         }
 
 
-async def test_a_location_batch_takes_its_routes_in_id_order(postgres: Any) -> None:
+async def test_a_location_batch_takes_its_routes_in_id_order(postgres: Any, make_route: RouteMaker) -> None:
     """A transaction holding rte_1 that then takes rte_2 (the agreed order), while a batch of positions of veh_1
     (on rte_2) and veh_2 (on rte_1) moves their routes' progress (the old code took them in vehicle order:
     rte_2, then waited for rte_1)."""
     url = await postgres("tracker")
     async with tracker_deps(url) as deps:
-        await handle(deps, route("rte_2", "veh_1", ["ord_a"]))
-        await handle(deps, route("rte_1", "veh_2", ["ord_b"]))
+        await handle(deps, make_route("veh_1", points(["ord_a"]), route_id="rte_2"))
+        await handle(deps, make_route("veh_2", points(["ord_b"]), route_id="rte_1"))
         now = datetime.now(UTC)
         positions = [
             ev.LocationReported(
