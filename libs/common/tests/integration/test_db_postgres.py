@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from lastmile.common.db import Database
+from lastmile.common.db import Database, driver_connection
 
 pytestmark = pytest.mark.integration
 
@@ -32,5 +32,30 @@ async def test_a_connection_the_server_terminated_is_replaced_on_checkout(postgr
         async with db.transaction() as session:  # no error: the closed connection was not handed out
             again = (await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
         assert again != pid
+    finally:
+        await db.dispose()
+
+
+async def test_a_statement_sent_to_the_driver_first_is_inside_the_transaction(postgres: Any) -> None:
+    """SQLAlchemy's asyncpg adapter begins its transaction with its own first statement: a statement sent to
+    asyncpg before it ran on its own, kept when the transaction rolled back (and its row locks were released)."""
+    db = Database(await postgres("driver"))
+    try:
+        async with db.transaction() as session:
+            await session.execute(sa.text("CREATE TABLE t (n int)"))
+        in_transaction = []
+
+        async def insert_then_fail() -> None:
+            async with db.transaction() as session:
+                driver = await driver_connection(session)
+                await driver.execute("INSERT INTO t VALUES (1)")
+                in_transaction.append(driver.is_in_transaction())
+                raise RuntimeError("roll back")
+
+        with pytest.raises(RuntimeError):
+            await insert_then_fail()
+        assert in_transaction == [True]
+        async with db.read() as session:
+            assert (await session.execute(sa.text("SELECT count(*) FROM t"))).scalar_one() == 0
     finally:
         await db.dispose()

@@ -339,13 +339,29 @@ async def insert_records(
         return
     placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
     statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
-    raw = await (await session.connection()).get_raw_connection()
-    driver: Any = raw.driver_connection  # asyncpg.Connection, inside the session's transaction
+    driver = await driver_connection(session)
     with integrity_errors(statement):
         if len(records) >= COPY_FROM:
             await driver.copy_records_to_table(table.name, records=records, columns=list(columns))
         else:
             await driver.executemany(statement, records)
+
+
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under a PostgreSQL session, inside the session's transaction, for statements sent
+    to the driver directly. SQLAlchemy's asyncpg adapter sends BEGIN only before its own first statement: a
+    statement sent to the driver before any other ran outside the transaction (autocommit), its row locks
+    released at once and its changes kept even if the transaction then rolled back."""
+    raw = await (await session.connection()).get_raw_connection()
+    driver: Any = raw.driver_connection  # asyncpg.Connection
+    if not driver.is_in_transaction():
+        adapter: Any = raw.dbapi_connection
+        begin = getattr(adapter, "_start_transaction", None)  # what the adapter's first statement calls
+        if begin is not None and getattr(adapter, "_transaction", None) is None:
+            await begin()  # nothing in autocommit sessions (`Database.read`)
+        else:
+            await session.execute(sa.text("SELECT 1"))
+    return driver
 
 
 _INTEGRITY_ERRORS = ("UniqueViolationError", "ForeignKeyViolationError", "NotNullViolationError")

@@ -160,15 +160,29 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return problem_response(problem, dict(exc.headers) if exc.headers else None)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from lastmile.common.db import is_transient
+    from asyncpg.exceptions import InterfaceError, PostgresError
+    from sqlalchemy.exc import SQLAlchemyError
 
-        if is_transient(exc):  # the database is away: nothing was committed, so the client may retry
-            log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, exc)
-            unavailable = ServiceUnavailable(
-                "A dependency is unavailable; nothing was stored. Retry shortly."
-            )
-            return problem_response(unavailable.problem(request.url.path), {"Retry-After": "5"})
+    from lastmile.common.db import is_transient
+
+    def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # the database is away, or the transaction must run again (a deadlock, a serialisation failure): nothing
+        # was committed, so the client may retry
+        log.warning("dependency unavailable on %s %s: %s", request.method, request.url.path, exc)
+        problem = ServiceUnavailable("A dependency is unavailable; nothing was stored. Retry shortly.")
+        return problem_response(problem.problem(request.url.path), {"Retry-After": "5"})
+
+    async def on_dependency(request: Request, exc: Exception) -> JSONResponse:
+        """Database and network errors: answered here when transient. A handler for `Exception` runs in
+        Starlette's outermost middleware, which re-raises after answering: the server then logs 'Exception in
+        ASGI application' and the request metrics count a 500, for a deadlock the client merely retries."""
+        if is_transient(exc):
+            return unavailable(request, exc)
+        raise exc  # to on_unexpected: a 500
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):
+            return unavailable(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         problem = Problem(
             type=PROBLEM_BASE + "internal",
@@ -182,6 +196,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LastmileError, on_lastmile)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    for dependency_error in (SQLAlchemyError, PostgresError, InterfaceError, OSError):
+        app.add_exception_handler(dependency_error, on_dependency)
     app.add_exception_handler(Exception, on_unexpected)
 
 

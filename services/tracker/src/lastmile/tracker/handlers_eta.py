@@ -39,6 +39,7 @@ LOCATION_LAG = Histogram(
 async def on_route(session: AsyncSession, envelope: ev.Envelope, event: ev.RouteSnapshot, deps: Deps) -> None:
     """Keep the latest version of the vehicle's route and its stops; a route being driven is re-estimated."""
     store = TrackerStore(session)
+    await _lock_batch(store, session, event)
     route = await store.route(event.route_id, lock=True)
     if route is not None and route.version >= event.version:
         return
@@ -55,6 +56,20 @@ async def on_route(session: AsyncSession, envelope: ev.Envelope, event: ev.Route
     if route.progress is not None:
         step = engine.revise(plan, engine.load(route.progress), deps.clock.now(), deps.eta)
         await apply(session, store, route, plan, step, deps)
+
+
+async def _lock_batch(store: TrackerStore, session: AsyncSession, event: ev.Payload) -> None:
+    """Before a routes.v1 transaction changes anything, it locks every route of its events, then every stop they
+    carry, each in key order (see store._ROUTE_HEADS). Event by event instead, a batch that moves a stop from one
+    route to another held that stop while waiting for a route that a driver's completion held, and the
+    completion, re-estimating its route's stops, waited for that stop: a deadlock."""
+    if session.info.get("tracker.routes_locked"):
+        return
+    session.info["tracker.routes_locked"] = True
+    batch = session.info.get("batch") or [event]
+    changes = [e for e in batch if isinstance(e, ev.RouteSnapshot | ev.RouteCancelled)]
+    await store.lock_routes([e.route_id for e in changes])
+    await store.lock_stops([s.order_id for e in changes if isinstance(e, ev.RouteSnapshot) for s in e.stops])
 
 
 async def _keep_stops(
@@ -79,7 +94,9 @@ async def _keep_stops(
 async def on_route_cancelled(
     session: AsyncSession, envelope: ev.Envelope, event: ev.RouteCancelled, deps: Deps
 ) -> None:
-    route = await TrackerStore(session).route(event.route_id, lock=True)
+    store = TrackerStore(session)
+    await _lock_batch(store, session, event)
+    route = await store.route(event.route_id, lock=True)
     if route is not None and route.version < event.version:
         route.version, route.status, route.progress = event.version, "cancelled", None
         route.progress_seq += 1
@@ -186,13 +203,14 @@ async def publish(
     for event in events:
         outbox.stage(session, event.TOPIC, event.key(), event.serialised(SOURCE))
     moves = [e for e in events if isinstance(e, ev.OutForDelivery | ev.Arrived)]  # rare: rows loaded
-    if moves:
+    changes = [e for e in events if isinstance(e, ev.EtaChanged)]  # frequent: one statement, no loading
+    if moves:  # every stop changed here locked first, in order (record_etas alone locks its own in order)
+        await store.lock_stops([e.order_id for e in (*moves, *changes)])
         stops = await store.stops_of([e.order_id for e in moves])
         for event in moves:
             if event.order_id in stops:
                 _follow_event(stops[event.order_id], event)
         await session.flush()  # before the bulk update below, which must have the last word on ETAs
-    changes = [e for e in events if isinstance(e, ev.EtaChanged)]  # frequent: one statement, no loading
     if changes:
         await store.record_etas([(e.order_id, e.eta, e.at if e.arriving_soon else None) for e in changes])
     ETA_CHANGES.inc(len(changes))

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from lastmile.common import events as ev
 from lastmile.common import outbox
 from lastmile.common.db import Database
-from lastmile.common.errors import Conflict, NotFound, Unprocessable
+from lastmile.common.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from lastmile.tracker import domain
 from lastmile.tracker import domain_eta as engine
 from lastmile.tracker.deps import SOURCE, Deps, Device
@@ -35,6 +35,7 @@ ETA_ERROR = Histogram(
 )
 DONE = ("delivered", "failed")
 NOT_ATTEMPTED = "not attempted: the route was finished"
+RETRY_SOON = {"Retry-After": "1"}
 
 
 async def complete_stop(order_id: str, cmd: CompleteStop, device: Device, deps: Deps) -> StopRow:
@@ -50,12 +51,11 @@ async def complete_stop(order_id: str, cmd: CompleteStop, device: Device, deps: 
     at = min(cmd.completed_at or now, now)
     async with deps.db.transaction() as session:
         store = TrackerStore(session)
-        stop = await store.stop(order_id)
+        stop, route = await _locked_stop(store, order_id, device, deps)
         if stop is None or stop.vehicle_id != device.vehicle_id:
             raise NotFound(f"Stop {order_id} is not on this vehicle's route")
         if stop.status in DONE:
             raise Conflict(f"Stop {order_id} is already {stop.status}", code="stop-completed")
-        route = await store.route(stop.route_id, lock=True)
         if route is not None:
             await _advance(session, store, route, order_id, at, deps)
         stop.status, stop.completed_at = cmd.outcome, at
@@ -83,6 +83,28 @@ async def complete_stop(order_id: str, cmd: CompleteStop, device: Device, deps: 
         vehicle = device.vehicle_id
         Database.after_commit(session, lambda: deps.changes.notify([order_id, vehicle]))
     return stop
+
+
+async def _locked_stop(
+    store: TrackerStore, order_id: str, device: Device, deps: Deps
+) -> tuple[StopRow | None, RouteRow | None]:
+    """The stop and its route, locked in the order every writer takes them (store._ROUTE_HEADS): the route, then
+    the stops a completion changes (its own, and the route's planned stops, whose ETAs move), the stop read
+    again once locked. A stop that the planner moved to another route meanwhile: again with that route (a lock
+    out of order, so rare that a deadlock it might cause is only retried, as any other). Another vehicle's stop
+    is not locked."""
+    for _ in range(3):
+        stop = await store.stop(order_id)
+        if stop is None or stop.vehicle_id != device.vehicle_id:
+            return stop, None
+        route = await store.route(stop.route_id, lock=True)
+        orders = [order_id]
+        if route is not None:
+            orders += [s.order_id for s in (await plan_of(store, route, deps)).stops]
+        stop = (await store.locked_stops(orders)).get(order_id)
+        if stop is None or route is None or stop.route_id == route.id:
+            return stop, route
+    raise ServiceUnavailable(f"Stop {order_id} is being moved between routes; retry", headers=RETRY_SOON)
 
 
 def _count_completion(stop: StopRow, cmd: CompleteStop, at: datetime) -> None:
@@ -173,7 +195,7 @@ async def finish_route(route_id: str, device: Device, deps: Deps) -> RouteRow:
             raise Conflict(f"Route {route_id} is cancelled", code="route-closed")
         if route.status == "done":
             return route
-        for stop in await store.stops(route.id):
+        for stop in await store.stops(route.id, lock=True):  # locked in order before any change
             if stop.status in DONE:
                 continue
             stop.status, stop.completed_at, stop.failure_reason = "failed", now, "other"

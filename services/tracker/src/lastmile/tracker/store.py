@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, defer, mapped_column
 
-from lastmile.common.db import UtcDateTime
+from lastmile.common.db import UtcDateTime, driver_connection
 
 OPEN_ROUTE = ("planned", "started")
 
@@ -69,11 +69,14 @@ class ProgressUpdate(NamedTuple):
     started: datetime | None  # when the route started, if it did now (a start time already set is kept)
 
 
+# Lock order, for every writer of these tables (else two of them can deadlock, each waiting for a row the other
+# holds): the routes first, by id, then the stops, by order id, each set locked before the first change to it.
 _ROUTE_HEADS = (
-    "SELECT id, vehicle_id, status, version, progress_seq FROM routes "
-    "WHERE vehicle_id = ANY($1::varchar[]) AND status IN ('planned', 'started') "
-    "ORDER BY vehicle_id, service_date, start_at FOR UPDATE"
+    "SELECT id, vehicle_id, status, version, progress_seq, service_date, start_at FROM routes "
+    "WHERE vehicle_id = ANY($1::varchar[]) AND status IN ('planned', 'started') ORDER BY id FOR UPDATE"
 )
+_LOCK_ROUTES = "SELECT 1 FROM routes WHERE id = ANY($1::varchar[]) ORDER BY id FOR UPDATE"
+_LOCK_STOPS = "SELECT 1 FROM stops WHERE order_id = ANY($1::varchar[]) ORDER BY order_id FOR UPDATE"
 _SAVE_PROGRESS = (
     "UPDATE routes AS r SET progress = u.progress::json, progress_seq = u.seq, status = u.st, "
     "started_at = coalesce(r.started_at, u.started) "
@@ -82,10 +85,13 @@ _SAVE_PROGRESS = (
 )
 
 
-_RECORD_ETAS = (
+_RECORD_ETAS = (  # the rows locked in order first (an UPDATE … FROM locks them in whatever order its join takes)
+    "WITH locked AS MATERIALIZED (SELECT order_id FROM stops WHERE order_id = ANY($1::varchar[]) "
+    "ORDER BY order_id FOR UPDATE) "
     "UPDATE stops AS s SET eta = u.eta, arriving_at = coalesce(s.arriving_at, u.soon) "
     "FROM unnest($1::varchar[], $2::timestamptz[], $3::timestamptz[]) AS u(order_id, eta, soon) "
-    "WHERE s.order_id = u.order_id AND s.status NOT IN ('delivered', 'failed')"
+    "WHERE s.order_id = u.order_id AND s.status NOT IN ('delivered', 'failed') "
+    "AND s.order_id IN (SELECT order_id FROM locked)"
 )
 
 
@@ -332,25 +338,39 @@ class TrackerStore:
         batch of positions (the plan and the progress are cached in the process). On PostgreSQL straight
         through asyncpg: SQLAlchemy's statement handling cost more than the query."""
         wanted = sorted(set(vehicle_ids))
-        if self.postgres:
+        if self.postgres:  # locked in id order (see _ROUTE_HEADS), taken in each vehicle's order below
             rows = [tuple(r) for r in await (await self._driver()).fetch(_ROUTE_HEADS, wanted)]
         else:
             table = _routes()
-            query = (
-                sa.select(
-                    table.c.id, table.c.vehicle_id, table.c.status, table.c.version, table.c.progress_seq
-                )
-                .where(table.c.vehicle_id.in_(wanted), table.c.status.in_(OPEN_ROUTE))
-                .order_by(table.c.vehicle_id, table.c.service_date, table.c.start_at)
-            )
+            query = sa.select(
+                table.c.id,
+                table.c.vehicle_id,
+                table.c.status,
+                table.c.version,
+                table.c.progress_seq,
+                table.c.service_date,
+                table.c.start_at,
+            ).where(table.c.vehicle_id.in_(wanted), table.c.status.in_(OPEN_ROUTE))
             rows = [tuple(r) for r in (await self.session.execute(query)).all()]
+        rows.sort(key=lambda r: (r[1], r[5], r[6]))  # vehicle, service date, start
         found: dict[str, RouteHead] = {}
         for row in rows:
-            head = RouteHead(*row)
+            head = RouteHead(*row[:5])
             current = found.get(head.vehicle_id)
             if current is None or (head.status == "started" and current.status != "started"):
                 found[head.vehicle_id] = head
         return found
+
+    async def lock_routes(self, route_ids: Sequence[str]) -> None:
+        """Lock these routes' rows (those that exist), in id order: see _ROUTE_HEADS. Not on SQLite (one
+        writer at a time already)."""
+        if self.postgres and route_ids:
+            await (await self._driver()).execute(_LOCK_ROUTES, sorted(set(route_ids)))
+
+    async def lock_stops(self, order_ids: Sequence[str]) -> None:
+        """Lock these stops' rows (those that exist), in order id order, before the first change to a stop."""
+        if self.postgres and order_ids:
+            await (await self._driver()).execute(_LOCK_STOPS, sorted(set(order_ids)))
 
     async def save_progress(self, updates: list[ProgressUpdate]) -> None:
         """Each route's new progress (JSON text), in one statement."""
@@ -377,8 +397,7 @@ class TrackerStore:
 
     async def _driver(self) -> Any:
         """The asyncpg connection under the session, in its transaction."""
-        raw = await (await self.session.connection()).get_raw_connection()
-        return raw.driver_connection
+        return await driver_connection(self.session)
 
     async def snapshot(self, route_id: str) -> dict[str, Any]:
         query = sa.select(RouteRow.snapshot).where(RouteRow.id == route_id)
@@ -390,9 +409,24 @@ class TrackerStore:
         progress: dict[str, Any] | None = (await self.session.execute(query)).scalar_one()
         return progress
 
-    async def stops(self, route_id: str) -> list[StopRow]:
-        query = sa.select(StopRow).where(StopRow.route_id == route_id).order_by(StopRow.sequence)
-        return list((await self.session.execute(query)).scalars())
+    async def stops(self, route_id: str, *, lock: bool = False) -> list[StopRow]:
+        """A route's stops in sequence; locked: in order id order (see _ROUTE_HEADS), rows refreshed."""
+        if not lock:
+            query = sa.select(StopRow).where(StopRow.route_id == route_id).order_by(StopRow.sequence)
+            return list((await self.session.execute(query)).scalars())
+        query = sa.select(StopRow).where(StopRow.route_id == route_id).order_by(StopRow.order_id)
+        query = self._locked(query, lock).execution_options(populate_existing=True)
+        return sorted((await self.session.execute(query)).scalars(), key=lambda s: s.sequence)
+
+    async def locked_stops(self, order_ids: Sequence[str]) -> dict[str, StopRow]:
+        """`stops_of`, locked in order id order (see _ROUTE_HEADS), rows refreshed from the database."""
+        if not order_ids:
+            return {}
+        query = (
+            sa.select(StopRow).where(StopRow.order_id.in_(sorted(set(order_ids)))).order_by(StopRow.order_id)
+        )
+        query = self._locked(query, True).execution_options(populate_existing=True)
+        return {row.order_id: row for row in (await self.session.execute(query)).scalars()}
 
     async def stops_of(self, order_ids: Sequence[str]) -> dict[str, StopRow]:
         if not order_ids:
