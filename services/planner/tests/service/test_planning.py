@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -472,3 +473,34 @@ async def test_each_vehicle_keeps_its_latest_position_whatever_order_fixes_arriv
         async with p.app.state.deps.db.read() as session:
             found = await PlannerStore(session).positions([a, b])
         assert {v: r.lat for v, r in found.items()} == {a: 52.53, b: 52.61}
+
+
+async def test_delays_re_plan_a_day_at_most_once_an_interval_but_a_new_order_at_once(
+    planner_factory: Any, make_order: Any
+) -> None:
+    async with planner_factory(replan_delay_interval_s=3600) as p:
+        vehicle = p.vehicles[0]["id"]
+        first = make_order(p.depot["id"], lat=52.53)
+        await p.publish(first)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled")
+        await p.idle()
+        plans = len(await p.get("/v1/plans", depot_id=p.depot["id"]))
+
+        def delayed(n: int) -> ev.DeliveryDelayed:
+            return ev.DeliveryDelayed(
+                order_id=first.order_id, vehicle_id=vehicle, route_id="r", delay_s=900 * n, eta=NOW, at=NOW
+            )
+
+        await p.publish(delayed(1))
+        await p.publish(delayed(2))
+        await asyncio.sleep(1.0)  # twenty debounces: an hour of the clock has not passed since the last plan
+        assert len(await p.get("/v1/plans", depot_id=p.depot["id"])) == plans
+        await p.publish(
+            make_order(p.depot["id"], lat=52.54)
+        )  # a new order is planned at once, delays with it
+
+        async def with_both() -> list[dict[str, Any]]:
+            return [x for x in await _plans_with(p, "delay") if "order_created" in x["triggers"]]
+
+        plan = (await eventually(with_both, timeout=10))[-1]
+        assert plan["triggers"]["delay"] == 2

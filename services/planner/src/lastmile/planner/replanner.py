@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from lastmile.common.ids import new_id
 from lastmile.common.runtime import BackgroundTask
@@ -17,6 +17,7 @@ from lastmile.planner.handlers_plans import Run, Steps, load_day, mode_for, prob
 from lastmile.planner.store import PlannerStore, PlanRow
 
 log = logging.getLogger(__name__)
+DELAY_TRIGGERS = frozenset({"delay"})  # requests that may wait: see Replanner._calm
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Replanner(BackgroundTask):
         self._pending: dict[tuple[str, date], _Wanted] = {}
         self._wake = asyncio.Event()
         self._running: dict[tuple[str, date], asyncio.Task[None]] = {}
+        self._planned_at: dict[tuple[str, date], datetime] = {}  # when each depot-day's last plan began
+        self._timer: asyncio.TimerHandle | None = None
 
     def request(
         self, depot_id: str, day: date, trigger: str, plan_id: str | None = None, wave: str | None = None
@@ -68,10 +71,36 @@ class Replanner(BackgroundTask):
                 if key in self._running:  # this depot-day is being planned: the request waits its turn
                     self._merge(key, wanted)
                     continue
+                if (wait := self._calm(key, wanted)) > 0:
+                    self._merge(key, wanted)
+                    self._wake_in(wait)
+                    continue
+                self._planned_at[key] = self.deps.clock.now()
                 self._running[key] = asyncio.create_task(self._plan_and_release(key, wanted))
+
+    def _calm(self, key: tuple[str, date], wanted: _Wanted) -> float:
+        """Clock seconds a request of delays only waits for (`replan_delay_interval_s` after the day's last
+        plan); anything else (a new order, a failed stop, a wave, ops) is planned at once, delays with it.
+        Told each late stop, the planner re-planned a late fleet's day back to back (37,885 delays, 169 plans
+        for nothing else, in one simulated day)."""
+        last = self._planned_at.get(key)
+        if last is None or set(wanted.triggers) - DELAY_TRIGGERS or wanted.plan_ids or wanted.wave:
+            return 0.0
+        since = (self.deps.clock.now() - last).total_seconds()
+        return max(0.0, self.deps.settings.replan_delay_interval_s - since)
+
+    def _wake_in(self, clock_seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + self.deps.clock.real_seconds(clock_seconds)
+        if self._timer is None or self._timer.cancelled() or when < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(when, self._wake.set)
 
     async def stop(self) -> None:
         await super().stop()
+        if self._timer is not None:
+            self._timer.cancel()
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
@@ -88,8 +117,12 @@ class Replanner(BackgroundTask):
             await self._plan(key[0], key[1], wanted)
         finally:
             self._running.pop(key, None)
-            if key in self._pending:
-                self._wake.set()
+            waiting = self._pending.get(key)
+            if waiting is not None:
+                if (wait := self._calm(key, waiting)) > 0:
+                    self._wake_in(wait)
+                else:
+                    self._wake.set()
 
     async def _plan(self, depot_id: str, day: date, wanted: _Wanted) -> None:
         kind = "wave" if wanted.wave else ("on_demand" if wanted.plan_ids else "replan")

@@ -12,6 +12,9 @@ class PlannerSettings(CommonSettings):
     port: int = 8002
     database_url: str = "sqlite+aiosqlite:///var/planner.db"
     replan_debounce_s: float = 0.5
+    # A depot-day re-planned because vans run late waits this long (clock seconds) after its last plan: a late van
+    # reports its stops one after another, and each plan of the day is the same answer to the same news.
+    replan_delay_interval_s: float = Field(default=900.0, ge=0)
     # A partition's events handled in one transaction: a morning batch of orders and the fleet's positions are
     # a commit per hundred, not per event (one commit per event held the planner to ~20 events/s on SQLite).
     consumer_batch: int = Field(default=100, ge=1)
