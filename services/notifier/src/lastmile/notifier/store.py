@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from lastmile.common.db import UtcDateTime
+from lastmile.common.db import UtcDateTime, driver_connection
 
 
 class Base(DeclarativeBase):
@@ -204,8 +204,7 @@ class NotifierStore:
             f"INSERT INTO notifications ({names}) SELECT * FROM unnest({unnest}) "  # noqa: S608 (column names are ours)
             "ON CONFLICT (order_id, channel, dedupe) DO NOTHING RETURNING id"
         )
-        raw = await (await self.session.connection()).get_raw_connection()
-        driver: Any = raw.driver_connection
+        driver = await driver_connection(self.session)
         return {r["id"] for r in await driver.fetch(statement, *arrays)}
 
     async def supersede(self, order_ids: Sequence[str], kinds: Sequence[str]) -> list[tuple[str, str]]:
@@ -390,8 +389,7 @@ class SendingStore:
         if limit <= 0:
             return []
         if is_postgres(self.session):
-            raw = await (await self.session.connection()).get_raw_connection()
-            driver: Any = raw.driver_connection
+            driver = await driver_connection(self.session)
             found = await driver.fetch(_CLAIM_EXPIRED_PG if expired else _CLAIM_PG, now, lease_until, limit)
             return [Claimed(**r) for r in found]
         table = NOTIFICATIONS
@@ -420,8 +418,7 @@ class SendingStore:
         if not changes:
             return
         if is_postgres(self.session):
-            raw = await (await self.session.connection()).get_raw_connection()
-            driver: Any = raw.driver_connection
+            driver = await driver_connection(self.session)
             await driver.execute(_APPLY_PG, *([c[k] for c in changes] for k in _APPLY_COLUMNS))
             return
         table = NOTIFICATIONS

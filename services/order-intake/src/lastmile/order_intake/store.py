@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from lastmile.common import events as ev
-from lastmile.common.db import UtcDateTime, insert_many, insert_records, integrity_errors
+from lastmile.common.db import UtcDateTime, driver_connection, insert_many, insert_records, integrity_errors
 from lastmile.common.outbox import STAGED_COLUMNS, outbox_table
 from lastmile.order_intake.domain import Depot
 
@@ -246,8 +246,7 @@ class IntakeStore:
 
     async def _driver(self) -> Any:
         """The asyncpg connection under the session (in its transaction, if one is open)."""
-        raw = await (await self.session.connection()).get_raw_connection()
-        return raw.driver_connection
+        return await driver_connection(self.session)
 
     # merchants and keys
     async def add_merchant(self, row: MerchantRow) -> None:
