@@ -173,6 +173,25 @@ class TestLate:
         assert not slow_with_promise(timedelta(hours=2)).of(ev.DeliveryDelayed)  # late on plan, promise kept
         assert slow_with_promise(timedelta(minutes=10)).of(ev.DeliveryDelayed, "o5")  # the promise breaks
 
+    def test_delays_are_told_for_stops_due_within_the_horizon(self) -> None:
+        orders = [f"o{i}" for i in range(1, 41)]
+
+        def late_drive(cfg: EtaConfig) -> Drive:
+            d = Drive(orders, slowness=2.0, cfg=cfg)
+            d.ping(*DEPOT)
+            prev = DEPOT
+            for i in range(6):
+                d.drive(prev, stop_at(i), LEG_S)
+                d.stay(stop_at(i), SERVICE_S)
+                prev = stop_at(i)
+            return d
+
+        delays = late_drive(CFG).of(ev.DeliveryDelayed)
+        assert delays
+        assert all((e.eta - e.at).total_seconds() <= CFG.delay_horizon_s for e in delays)  # type: ignore[attr-defined]
+        everywhere = late_drive(EtaConfig(delay_horizon_s=10 * 24 * 3600)).of(ev.DeliveryDelayed)
+        assert len(everywhere) > len(delays)
+
     def test_far_off_etas_are_told_when_they_move_by_a_share_of_the_time_left(self) -> None:
         orders = [f"o{i}" for i in range(1, 31)]
 

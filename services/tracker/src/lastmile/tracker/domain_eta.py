@@ -32,6 +32,9 @@ class EtaConfig:
     change_fraction: float = 0.1
     arriving_soon_s: float = 600.0
     delay_threshold_s: float = 900.0
+    # delays are told for stops due within this long: soon enough for the planner to act and the customer to
+    # plan, and a late van's stops for the evening do not each report every quarter hour they slip
+    delay_horizon_s: float = 7200.0
     good_accuracy_m: float = 25.0
     pace_alpha: float = 0.3
     pace_min: float = 0.5
@@ -470,7 +473,8 @@ def _announce(
     # Late against the plan, but the promise still holds: nobody needs to act (the customer hears of the ETA
     # itself). Told of every such delay, the planner re-planned whole days for stops that were fine.
     kept = stop.promised_end is not None and eta <= stop.promised_end
-    if level > state.delay_level and not kept:
+    due = (eta - now).total_seconds() <= cfg.delay_horizon_s
+    if level > state.delay_level and due and not kept:
         state.delay_level = level
         step.events.append(
             ev.DeliveryDelayed(

@@ -63,6 +63,7 @@ class TrackerSettings(CommonSettings):
     )  # of the time left: far-off ETAs change less often
     arriving_soon_s: float = 600.0
     delay_threshold_s: float = 900.0
+    delay_horizon_s: float = Field(default=7200.0, ge=0)  # delays told for stops due within this long
 
     # Customer tracking page
     tracking_map_stops: int = (
@@ -92,4 +93,5 @@ class TrackerSettings(CommonSettings):
             change_fraction=self.eta_change_fraction,
             arriving_soon_s=self.arriving_soon_s,
             delay_threshold_s=self.delay_threshold_s,
+            delay_horizon_s=self.delay_horizon_s,
         )
