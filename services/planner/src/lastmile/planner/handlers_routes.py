@@ -170,13 +170,11 @@ def schedule(
     outbox.add(session, scheduled, source=SOURCE)
 
 
-LATENESS_STEP_S = 900
-
-
-def _late_by(lateness_s: int | None) -> int:
-    """Lateness in started 15-minute steps: a late stop's lateness changes by seconds with every re-plan, and
-    announcing each change re-announced the day's late stops on every re-plan (most of deliveries.v1)."""
-    return -(-max(0, lateness_s or 0) // LATENESS_STEP_S)
+def _late_by(lateness_s: int | None) -> bool:
+    """Whether the stop is planned late. Its lateness changes by seconds with every re-plan, and announcing
+    each change (or each quarter hour, where re-plans flapped across the steps) re-announced the day's late
+    stops on every re-plan: most of deliveries.v1, and no consumer reads the figure."""
+    return (lateness_s or 0) > 0
 
 
 def cancel_emptied(
