@@ -20,7 +20,6 @@ from lastmile.common.testing import (
     eventually,
     ops_headers,
     publish,
-    random_ref,
 )
 from lastmile.planner import handlers
 from lastmile.planner.app import create_app
@@ -32,21 +31,6 @@ from lastmile.planner.store import PlannerStore
 pytestmark = pytest.mark.integration
 MORNING = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)  # 08:00 in Berlin
 DAY = date(2026, 12, 1)
-
-
-def order(depot_id: str, lat: float) -> ev.OrderCreated:
-    return ev.OrderCreated(
-        order_id=random_ref("ord"),
-        merchant_id="mer_1",
-        reference=random_ref("R"),
-        depot_id=depot_id,
-        recipient=ev.Recipient(name="Ada"),
-        destination=ev.Destination(lat=lat, lon=13.41),
-        time_windows=[ev.TimeWindow(start="2026-12-01T10:00:00+01:00", end="2026-12-01T18:00:00+01:00")],
-        tracking_token="tok",
-        tracking_url="http://t/tok",
-        created_at=MORNING,
-    )
 
 
 async def someone_waits_for_a_lock(url: str) -> bool:
@@ -61,7 +45,7 @@ async def someone_waits_for_a_lock(url: str) -> bool:
 
 
 async def test_a_plan_saved_while_a_batch_of_delivery_events_changes_its_jobs_does_not_deadlock(
-    postgres: Any,
+    postgres: Any, make_order: Any
 ) -> None:
     url = await postgres("planner")
     settings = PlannerSettings(
@@ -81,7 +65,7 @@ async def test_a_plan_saved_while_a_batch_of_delivery_events_changes_its_jobs_do
             reply = await client.post("/v1/vehicles", json={"depot_id": depot["id"]}, headers=ops_headers())
             assert reply.status_code == 201, reply.text
             for lat in (52.53, 52.54):
-                await publish(bus, order(depot["id"], lat))
+                await publish(bus, make_order(depot["id"], lat))
             deps = app.state.deps
 
             async def planned() -> list[str] | None:

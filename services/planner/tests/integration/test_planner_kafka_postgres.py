@@ -12,27 +12,12 @@ import pytest
 from lastmile.common import events as ev
 from lastmile.common.bus import OutgoingRecord
 from lastmile.common.clock import Clock
-from lastmile.common.testing import TEST_OPS_TOKEN, app_client, eventually, ops_headers, random_ref
+from lastmile.common.testing import TEST_OPS_TOKEN, app_client, eventually, ops_headers
 from lastmile.planner.app import create_app
 from lastmile.planner.settings import PlannerSettings
 
 pytestmark = pytest.mark.integration
 MORNING = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
-
-
-def order(depot_id: str, lat: float) -> ev.OrderCreated:
-    return ev.OrderCreated(
-        order_id=random_ref("ord"),
-        merchant_id="mer_1",
-        reference=random_ref("R"),
-        depot_id=depot_id,
-        recipient=ev.Recipient(name="Ada"),
-        destination=ev.Destination(lat=lat, lon=13.41),
-        time_windows=[ev.TimeWindow(start="2026-12-01T10:00:00+01:00", end="2026-12-01T18:00:00+01:00")],
-        tracking_token="tok",
-        tracking_url="http://t/tok",
-        created_at=MORNING,
-    )
 
 
 async def read_types(bootstrap: str, topic: str, expect: set[str]) -> list[str]:
@@ -51,7 +36,9 @@ async def read_types(bootstrap: str, topic: str, expect: set[str]) -> list[str]:
     return seen
 
 
-async def test_orders_in_routes_and_promises_out_on_postgres_and_kafka(kafka: Any, postgres: Any) -> None:
+async def test_orders_in_routes_and_promises_out_on_postgres_and_kafka(
+    kafka: Any, postgres: Any, make_order: Any
+) -> None:
     settings = PlannerSettings(
         database_url=await postgres("planner"),
         ops_token=TEST_OPS_TOKEN,
@@ -72,7 +59,7 @@ async def test_orders_in_routes_and_promises_out_on_postgres_and_kafka(kafka: An
         await client.post("/v1/vehicles", json={"depot_id": depot["id"]}, headers=ops_headers())
         bus = app.state.runtime.bus
         for lat in (52.53, 52.54):
-            created = order(depot["id"], lat)
+            created = make_order(depot["id"], lat)
             await bus.publish(
                 [OutgoingRecord("orders.v1", depot["id"].encode(), created.envelope("test").to_bytes())]
             )

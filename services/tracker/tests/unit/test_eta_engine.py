@@ -94,11 +94,28 @@ class Drive:
             self.t += timedelta(seconds=self.every)
             self.ping(*at)
 
+    def through(self, stops: int, service_s: float = SERVICE_S) -> tuple[float, float]:
+        """From the depot (a first fix there) through the first `stops` stops, serving each; where it is then."""
+        self.ping(*DEPOT)
+        prev = DEPOT
+        for i in range(stops):
+            self.drive(prev, stop_at(i), LEG_S)
+            self.stay(stop_at(i), service_s)
+            prev = stop_at(i)
+        return prev
+
     def of(self, kind: type[ev.Payload], order: str | None = None) -> list[ev.Payload]:
         return [e for e in self.events if isinstance(e, kind) and (order is None or e.order_id == order)]  # type: ignore[attr-defined]
 
 
 ORDERS = ["o1", "o2", "o3", "o4", "o5"]
+
+
+def long_late_drive(stops: int, slowness: float, served: int, cfg: EtaConfig) -> Drive:
+    """A route of `stops` stops, driven `slowness` times slower than planned through its first `served`."""
+    d = Drive([f"o{i}" for i in range(1, stops + 1)], slowness=slowness, cfg=cfg)
+    d.through(served)
+    return d
 
 
 class TestOnTime:
@@ -127,12 +144,7 @@ class TestOnTime:
 class TestLate:
     def test_a_slow_vehicle_pushes_etas_later_and_reports_the_delay(self) -> None:
         d = Drive(ORDERS, slowness=2.5)
-        d.ping(*DEPOT)
-        prev = DEPOT
-        for i in range(3):
-            d.drive(prev, stop_at(i), LEG_S)
-            d.stay(stop_at(i), SERVICE_S)
-            prev = stop_at(i)
+        prev = d.through(3)
         assert d.progress.pace > 1.5  # learnt from the legs actually driven
         changes = d.of(ev.EtaChanged, "o5")
         assert changes, "the last stop's ETA should have moved"
@@ -162,29 +174,15 @@ class TestLate:
             ]
             d = Drive(ORDERS, slowness=2.5)
             d.plan = Plan.from_snapshot(snapshot.model_copy(update={"stops": stops}))
-            d.ping(*DEPOT)
-            prev = DEPOT
-            for i in range(4):
-                d.drive(prev, stop_at(i), LEG_S)
-                d.stay(stop_at(i), SERVICE_S)
-                prev = stop_at(i)
+            d.through(4)
             return d
 
         assert not slow_with_promise(timedelta(hours=2)).of(ev.DeliveryDelayed)  # late on plan, promise kept
         assert slow_with_promise(timedelta(minutes=10)).of(ev.DeliveryDelayed, "o5")  # the promise breaks
 
     def test_delays_are_told_for_stops_due_within_the_horizon(self) -> None:
-        orders = [f"o{i}" for i in range(1, 41)]
-
         def late_drive(cfg: EtaConfig) -> Drive:
-            d = Drive(orders, slowness=2.0, cfg=cfg)
-            d.ping(*DEPOT)
-            prev = DEPOT
-            for i in range(6):
-                d.drive(prev, stop_at(i), LEG_S)
-                d.stay(stop_at(i), SERVICE_S)
-                prev = stop_at(i)
-            return d
+            return long_late_drive(40, slowness=2.0, served=6, cfg=cfg)
 
         delays = late_drive(CFG).of(ev.DeliveryDelayed)
         assert delays
@@ -193,17 +191,8 @@ class TestLate:
         assert len(everywhere) > len(delays)
 
     def test_far_off_etas_are_told_when_they_move_by_a_share_of_the_time_left(self) -> None:
-        orders = [f"o{i}" for i in range(1, 31)]
-
         def late_drive(cfg: EtaConfig) -> Drive:
-            d = Drive(orders, slowness=1.3, cfg=cfg)
-            d.ping(*DEPOT)
-            prev = DEPOT
-            for i in range(5):
-                d.drive(prev, stop_at(i), LEG_S)
-                d.stay(stop_at(i), SERVICE_S)
-                prev = stop_at(i)
-            return d
+            return long_late_drive(30, slowness=1.3, served=5, cfg=cfg)
 
         d = late_drive(CFG)
         changes = [c for c in d.of(ev.EtaChanged) if c.previous_eta is not None and not c.arriving_soon]  # type: ignore[attr-defined]
@@ -231,12 +220,7 @@ class TestLate:
 class TestEarly:
     def test_a_fast_vehicle_brings_etas_forward(self) -> None:
         d = Drive(ORDERS, slowness=0.4)
-        d.ping(*DEPOT)
-        prev = DEPOT
-        for i in range(3):
-            d.drive(prev, stop_at(i), LEG_S)
-            d.stay(stop_at(i), SERVICE_S * 0.4)
-            prev = stop_at(i)
+        d.through(3, SERVICE_S * 0.4)
         assert d.progress.pace < 0.8
         changes = d.of(ev.EtaChanged, "o5")
         assert changes
@@ -321,12 +305,7 @@ class TestReplanned:
         """The planner re-planned knowing where the vehicle was: telling it the same delay again re-plans the
         same route, and the revision that follows would tell it again."""
         d = Drive(ORDERS, slowness=2.5)
-        d.ping(*DEPOT)
-        prev = DEPOT
-        for i in range(4):
-            d.drive(prev, stop_at(i), LEG_S)
-            d.stay(stop_at(i), SERVICE_S)
-            prev = stop_at(i)
+        prev = d.through(4)
         assert d.of(ev.DeliveryDelayed, "o5"), "late enough to be told once"
         told = len(d.of(ev.DeliveryDelayed))
         again = route(ORDERS, version=2)  # the same times: the vehicle is still as late against them
@@ -389,12 +368,7 @@ class TestCompletion:
 class TestErrorMeasure:
     def test_the_error_at_a_horizon_is_measured_on_arrival(self) -> None:
         d = Drive(ORDERS, slowness=1.6, every=30)
-        d.ping(*DEPOT)
-        prev = DEPOT
-        for i in range(5):
-            d.drive(prev, stop_at(i), LEG_S)
-            d.stay(stop_at(i), SERVICE_S)
-            prev = stop_at(i)
+        d.through(5)
         tens = [e for e in d.errors if e.horizon_s == 600]
         assert {e.source for e in tens} == {"live", "planned"}
         live = [e.error_s for e in tens if e.source == "live"]
