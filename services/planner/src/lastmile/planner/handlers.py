@@ -142,13 +142,14 @@ async def on_order(session: AsyncSession, envelope: ev.Envelope, event: ev.Order
 
 async def _job(session: AsyncSession, order_id: str) -> JobRow | None:
     """The job an event changes. The first call in a transaction locks every job of its batch of events at
-    once, in the order a plan being saved takes them (see `PlannerStore.lock_jobs`)."""
+    once, then their routes, in the order a plan being saved takes them (see `PlannerStore.lock_jobs`)."""
     store = PlannerStore(session)
     if "jobs" not in session.info:
         batch = session.info.get("batch") or ()
         ids = {order_id} | {o for p in batch if (o := getattr(p, "order_id", None))}
         # held here: the session's identity map keeps only weak references, and `job` looks there first
-        session.info["jobs"] = await store.lock_jobs(ids)
+        jobs = session.info["jobs"] = await store.lock_jobs(ids)
+        session.info["routes"] = await store.lock_routes(j.route_id for j in jobs if j.route_id)
     return await store.job(order_id)
 
 

@@ -233,7 +233,7 @@ async def save_plan(deps: Deps, run: Run, outcome: Outcome) -> None:
         store = PlannerStore(session)
         # the day's jobs locked before any route: the order the event handlers take them in
         jobs = {j.order_id: j for j in await store.jobs(run.depot_id, run.day, lock=True)}
-        routes = {r.vehicle_id: r for r in await store.routes(run.depot_id, run.day)}
+        routes = {r.vehicle_id: r for r in await store.routes(run.depot_id, run.day, lock=True)}
         steps.lap("save_load")
         before = {
             v: [o for o in r.order_ids() if _open(jobs, o)]

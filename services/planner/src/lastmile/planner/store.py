@@ -216,6 +216,15 @@ class PlannerStore:
         query = query.order_by(JobRow.order_id)
         return list((await self.session.execute(query.with_for_update() if lock else query)).scalars())
 
+    async def lock_routes(self, route_ids: Iterable[str]) -> list[RouteRow]:
+        """Lock these routes' rows now, in primary-key order (and load them): after the jobs, as every writer
+        takes them (two batches of delivery events starting routes in different orders deadlocked too)."""
+        ids = sorted(set(route_ids))
+        if not ids:
+            return []
+        query = sa.select(RouteRow).where(RouteRow.id.in_(ids)).order_by(RouteRow.id)
+        return list((await self.session.execute(query.with_for_update())).scalars())
+
     async def lock_jobs(self, order_ids: Iterable[str]) -> list[JobRow]:
         """Lock these jobs' rows now, in primary-key order (and load them).
 
@@ -237,13 +246,16 @@ class PlannerStore:
         )
         return [d for (d,) in await self.session.execute(query)]
 
-    async def routes(self, depot_id: str | None = None, day: date | None = None) -> list[RouteRow]:
-        query = sa.select(RouteRow).order_by(RouteRow.vehicle_id)
+    async def routes(
+        self, depot_id: str | None = None, day: date | None = None, *, lock: bool = False
+    ) -> list[RouteRow]:
+        """By vehicle; locked: in primary-key order (see `lock_routes`)."""
+        query = sa.select(RouteRow).order_by(RouteRow.id if lock else RouteRow.vehicle_id)
         if depot_id is not None:
             query = query.where(RouteRow.depot_id == depot_id)
         if day is not None:
             query = query.where(RouteRow.service_date == day)
-        return list((await self.session.execute(query)).scalars())
+        return list((await self.session.execute(query.with_for_update() if lock else query)).scalars())
 
     async def route_for(self, vehicle_id: str, day: date) -> RouteRow | None:
         query = sa.select(RouteRow).where(RouteRow.vehicle_id == vehicle_id, RouteRow.service_date == day)
