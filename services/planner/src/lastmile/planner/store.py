@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,9 @@ from lastmile.planner.domain import DepotSpec, JobSpec, VehicleSpec
 
 class Base(DeclarativeBase):
     pass
+
+
+_Row = TypeVar("_Row", bound=Base)
 
 
 class DepotRow(Base):
@@ -219,11 +222,7 @@ class PlannerStore:
     async def lock_routes(self, route_ids: Iterable[str]) -> list[RouteRow]:
         """Lock these routes' rows now, in primary-key order (and load them): after the jobs, as every writer
         takes them (two batches of delivery events starting routes in different orders deadlocked too)."""
-        ids = sorted(set(route_ids))
-        if not ids:
-            return []
-        query = sa.select(RouteRow).where(RouteRow.id.in_(ids)).order_by(RouteRow.id)
-        return list((await self.session.execute(query.with_for_update())).scalars())
+        return await self._locked(RouteRow, RouteRow.id, route_ids)
 
     async def lock_jobs(self, order_ids: Iterable[str]) -> list[JobRow]:
         """Lock these jobs' rows now, in primary-key order (and load them).
@@ -232,11 +231,15 @@ class PlannerStore:
         before any route's: a plan being saved and a batch of delivery events changing the same jobs in
         different orders deadlocked on PostgreSQL (each deadlock cost a second and a retry). SQLite has one
         writer and no row locks."""
-        ids = sorted(set(order_ids))
-        if not ids:
+        return await self._locked(JobRow, JobRow.order_id, order_ids)
+
+    async def _locked(self, row: type[_Row], key: Any, ids: Iterable[str]) -> list[_Row]:
+        """The rows whose primary key `key` is among `ids`, locked in key order (SQLite ignores the lock)."""
+        wanted = sorted(set(ids))
+        if not wanted:
             return []
-        query = sa.select(JobRow).where(JobRow.order_id.in_(ids)).order_by(JobRow.order_id)
-        return list((await self.session.execute(query.with_for_update())).scalars())
+        query = sa.select(row).where(key.in_(wanted)).order_by(key).with_for_update()
+        return list((await self.session.execute(query)).scalars())
 
     async def pending_days(self, depot_id: str) -> list[date]:
         query = (

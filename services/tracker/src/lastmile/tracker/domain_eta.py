@@ -451,8 +451,9 @@ def _announce(
                 order_id=stop.order_id, vehicle_id=vehicle, route_id=plan.route_id, eta=eta, at=now
             )
         )
-    soon = stops_before == 0 and (eta - now).total_seconds() <= cfg.arriving_soon_s
-    threshold = max(cfg.change_threshold_s, cfg.change_fraction * (eta - now).total_seconds())
+    left = (eta - now).total_seconds()  # until the ETA
+    soon = stops_before == 0 and left <= cfg.arriving_soon_s
+    threshold = max(cfg.change_threshold_s, cfg.change_fraction * left)
     moved = state.published is None or abs((eta - state.published).total_seconds()) >= threshold
     if moved or (soon and not state.soon):
         step.events.append(
@@ -473,7 +474,7 @@ def _announce(
     # Late against the plan, but the promise still holds: nobody needs to act (the customer hears of the ETA
     # itself). Told of every such delay, the planner re-planned whole days for stops that were fine.
     kept = stop.promised_end is not None and eta <= stop.promised_end
-    due = (eta - now).total_seconds() <= cfg.delay_horizon_s
+    due = left <= cfg.delay_horizon_s
     if level > state.delay_level and due and not kept:
         state.delay_level = level
         step.events.append(
