@@ -14,7 +14,7 @@ from lastmile.common.web import Background, service_app
 from lastmile.planner import api, handlers
 from lastmile.planner.replanner import Replanner, WaveScheduler
 from lastmile.planner.settings import PlannerSettings
-from lastmile.planner.solver import InlineSolver, SolverPool
+from lastmile.planner.solver import SharedSolver, SolverPool
 from lastmile.planner.travel import (
     CachedTravelTimes,
     CoordinateTravelTimes,
@@ -55,9 +55,9 @@ class _Closing:
 def create_app(settings: PlannerSettings, *, bus: Bus | None = None, clock: Clock | None = None) -> FastAPI:
     def make_deps(runtime: Runtime) -> handlers.Deps:
         solver = (
-            SolverPool(settings.solver_processes, settings.solver_nice)
+            SolverPool(settings.solver_processes, settings.solver_nice, settings.solver_deadline_s)
             if settings.solver_processes
-            else InlineSolver()
+            else SharedSolver(settings.solver_deadline_s)
         )
         deps = handlers.Deps(
             db=runtime.db,

@@ -20,7 +20,7 @@ from lastmile.common.errors import NotFound
 from lastmile.common.ids import new_id
 from lastmile.planner import domain
 from lastmile.planner.settings import PlannerSettings
-from lastmile.planner.solver import InlineSolver, SolverPool
+from lastmile.planner.solver import SharedSolver, SolverPool
 from lastmile.planner.store import (
     DepotRow,
     DeviceRow,
@@ -51,7 +51,7 @@ class Deps:
     db: Database
     clock: Clock
     settings: PlannerSettings
-    solver: SolverPool | InlineSolver
+    solver: SolverPool | SharedSolver
     travel: TravelTimes
     replanner: Replans = field(init=False)
 

@@ -25,7 +25,10 @@ class PlannerSettings(CommonSettings):
     # a wave's budget for its engines, at most: it takes 1 s + 10 ms per stop up to this
     solver_timeout_s: float = Field(default=25.0, ge=0.1)
     wave_hgs: bool = True  # run PyVRP beside VROOM on waves
-    solver_processes: int = Field(default=1, ge=0)  # 0: solve in a thread (blocks the event loop: tests only)
+    # 0: one worker process shared by every planner of the process (tests, which start hundreds)
+    solver_processes: int = Field(default=1, ge=0)
+    # a solve with no answer after this long has its worker stopped, and the plan is retried (see SolverPool)
+    solver_deadline_s: float = Field(default=300.0, gt=0)
     # the solver's processes run at this lower priority (Unix niceness): answers before re-plans
     solver_nice: int = Field(default=0, ge=0, le=19)
     # Re-planning: a route keeps its order unless re-sequencing saves this share of its cost.

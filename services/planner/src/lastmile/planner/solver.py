@@ -7,6 +7,7 @@ event loop (HTTP, consumers, relay) for the whole solve if it ran in a thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -186,11 +187,20 @@ def _with_hgs(inp: SolverInput, options: SolveOptions) -> bool:
     )
 
 
-class SolverPool:
-    """One worker process per concurrent solve; started lazily, so apps that never plan never fork."""
+class SolverStuck(RuntimeError):
+    """A solve gave no answer within its deadline; its worker was stopped (the plan is retried)."""
 
-    def __init__(self, workers: int = 1, nice: int = 0) -> None:
-        self.workers, self.nice = workers, nice
+
+class SolverPool:
+    """One worker process per concurrent solve; started lazily, so apps that never plan never fork.
+
+    A solve that outlives `deadline_s` has its workers killed: VROOM (1.15, as pyvroom ships it) can hang for
+    good, rarely, with one of its threads waiting on a semaphore nobody releases, holding the GIL of the
+    process it runs in. In a worker that costs a plan (the replanner retries with a fresh one); in the
+    service's own process it froze everything, timeouts included (seen once in CI)."""
+
+    def __init__(self, workers: int = 1, nice: int = 0, deadline_s: float = 300.0) -> None:
+        self.workers, self.nice, self.deadline_s = workers, nice, deadline_s
         self._pool: ProcessPoolExecutor | None = None
 
     async def solve(self, inp: SolverInput, options: SolveOptions) -> Solved:
@@ -206,8 +216,28 @@ class SolverPool:
                 initializer=_worker_init,
                 initargs=(self.nice,),
             )
+        pool = self._pool
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, function, argument)
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(pool, function, argument), self.deadline_s)
+        except TimeoutError:
+            self._kill(pool)
+            raise SolverStuck(
+                f"no answer within {self.deadline_s:g} s; the solver's workers were stopped"
+            ) from None
+
+    def _kill(self, pool: ProcessPoolExecutor) -> None:
+        # the executor has no public way to stop a running task (Python 3.14 adds kill_workers)
+        processes = list(getattr(pool, "_processes", {}).values())
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.join(1.0)  # SIGKILL lands within milliseconds; reaped, not left a zombie
+        pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is pool:
+            self._pool = None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -215,8 +245,31 @@ class SolverPool:
             self._pool = None
 
 
+class SharedSolver:
+    """Every app of the process that has no pool of its own (`solver_processes=0`: the tests, which start
+    hundreds of planners) shares one worker process, started once: a solve in the test's own thread could
+    hang it past every timeout (see `SolverPool`)."""
+
+    _pool: SolverPool | None = None
+
+    def __init__(self, deadline_s: float = 300.0) -> None:
+        self.deadline_s = deadline_s
+
+    async def solve(self, inp: SolverInput, options: SolveOptions) -> Solved:
+        return await self.run(_solve_packed, (inp, options))
+
+    async def run(self, function: Callable[[A], R], argument: A) -> R:
+        if SharedSolver._pool is None:
+            SharedSolver._pool = SolverPool(workers=1)
+        SharedSolver._pool.deadline_s = self.deadline_s
+        return await SharedSolver._pool.run(function, argument)
+
+    def close(self) -> None:
+        pass  # shared: it lives as long as the process
+
+
 class InlineSolver:
-    """Solves in the calling thread (via asyncio.to_thread): for tests and the benchmark's comparison."""
+    """Solves in the calling thread (via asyncio.to_thread): for the benchmark's comparison only."""
 
     async def solve(self, inp: SolverInput, options: SolveOptions) -> Solved:
         return await asyncio.to_thread(solve, inp, options)
