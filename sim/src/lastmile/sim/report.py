@@ -255,6 +255,10 @@ def _bucket(minutes: float) -> int:
     return max(-60, min(60, int(round(minutes / 5) * 5)))
 
 
+def _iso(t: datetime | None) -> str:
+    return t.isoformat() if t else ""
+
+
 def order_rows(obs: Observations) -> list[dict[str, Any]]:
     """One row per order, what the simulator saw (var/report/orders.csv): to find why one was late."""
     rows = []
@@ -271,6 +275,8 @@ def order_rows(obs: Observations) -> list[dict[str, Any]]:
                 "planned_arrival": o.planned_arrival.isoformat() if o.planned_arrival else "",
                 "arrived_at": o.arrived_at.isoformat() if o.arrived_at else "",
                 "unassigned_reason": o.unassigned_reason or "",
+                **{f"eta_{m}": _iso(live_eta(o, m)) for m in (30, 10)},
+                "etas_seen": len(o.etas),
             }
         )
     return rows
