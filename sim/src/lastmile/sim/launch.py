@@ -42,6 +42,7 @@ def clock_env(clock: Clock) -> dict[str, str]:
         "LASTMILE_CLOCK_ANCHOR": repr(clock.anchor),
         "LASTMILE_POSITION_MAX_AGE_S": str(position_max_age_s(clock.speed)),
         "LASTMILE_SOLVER_TIMEOUT_S": repr(solver_timeout_s(clock.speed)),
+        "LASTMILE_SOLVER_DEADLINE_S": repr(solver_deadline_s(clock.speed)),
         "LASTMILE_SOLVER_PROCESSES": "2",
     }
 
@@ -71,6 +72,12 @@ def solver_timeout_s(speed: float) -> float:
     minutes take (4 s at 300 times real time), at least 2 s. A planner deployed in a city has its minutes; a
     compressed day's wave of 25 real seconds would be two hours of the day with nothing scheduled."""
     return max(2.0, min(25.0, 1200 / speed))
+
+
+def solver_deadline_s(speed: float) -> float:
+    """When a solve that has not answered is given up (its worker killed, the plan retried): six times its
+    budget, at least 30 s. The planner's 5 minutes would be a day of a compressed city with no plan."""
+    return max(30.0, 6 * solver_timeout_s(speed))
 
 
 def _spawn(var: Path, ports: dict[str, int], clock: Clock, env: Mapping[str, str]) -> subprocess.Popen[bytes]:

@@ -19,7 +19,7 @@ from lastmile.common.serve import quiet_gc
 from lastmile.sim.city import BERLIN
 from lastmile.sim.client import Platform
 from lastmile.sim.embedded import PORTS, running, write_example_order
-from lastmile.sim.launch import calibrated_detour, position_max_age_s, solver_timeout_s
+from lastmile.sim.launch import calibrated_detour, position_max_age_s, solver_deadline_s, solver_timeout_s
 from lastmile.sim.observe import Observations
 from lastmile.sim.report import kpis, table
 from lastmile.sim.runner import Day, SimConfig, Tenant, set_up, start_clock
@@ -59,6 +59,7 @@ async def run_city(var: Path, ports: dict[str, int], osmand_port: int, live: Liv
         osmand_port=osmand_port,
         position_max_age_s=position_max_age_s(live.speed),
         solver_timeout_s=solver_timeout_s(live.speed),
+        solver_deadline_s=solver_deadline_s(live.speed),
         detour_factor=calibrated_detour(Traffic(enabled=config.traffic)),
         # a second solver process: a merchant's order for tomorrow is planned in seconds even while the city's
         # day is being re-planned (a re-plan of a few hundred stops takes 5-20 s)
