@@ -120,7 +120,10 @@ class Driver:
                 continue
             start_at = (self.route or {}).get("start_at")
             if self.position == self.depot and start_at and datetime.fromisoformat(start_at) > self.t:
-                self.t = datetime.fromisoformat(start_at)  # leave when the plan says
+                # Leave when the plan says, looking at the phone meanwhile: a re-plan may bring the start
+                # forward (a van that slept until its first route's 15:00 start missed a full day's re-plan).
+                glance = max(self.t, self.clock.now()) + timedelta(seconds=self.config.idle_check_s)
+                self.t = min(datetime.fromisoformat(start_at), glance)
                 await self._sleep_until(self.t)
                 continue  # the route may have changed meanwhile
             if self.position == self.depot:
@@ -160,6 +163,15 @@ class Driver:
                     route = await self.platform.driver_route(self.device, day)
                     if route is None and self.route is not None:
                         self._note("route gone", None)
+                    elif route is not None and route.get("version") != (self.route or {}).get("version"):
+                        self._note(
+                            "route",
+                            None,
+                            version=route.get("version"),
+                            start_at=route.get("start_at"),
+                            stops=len(route.get("stops", [])),
+                            synced_at=self.clock.now().isoformat(),
+                        )
                     self.route = route
                     if route is not None:
                         self.route_id = route.get("route_id")
