@@ -178,6 +178,33 @@ async def test_a_re_plan_keeps_done_stops_and_promises_and_starts_from_the_vehic
                 assert s["lateness_s"] == 0
 
 
+async def test_a_stop_done_out_of_order_comes_first_in_the_revision_and_every_open_stop_after_it(
+    planner_factory: Any, make_order: Any
+) -> None:
+    """The tracker takes an open stop numbered below one done for skipped (it goes to the route's end)."""
+    async with planner_factory() as p:
+        vehicle = p.vehicles[0]["id"]
+        orders = [make_order(p.depot["id"], lat=52.52 + i * 0.01) for i in range(3)]
+        for o in orders:
+            await p.publish(o)
+        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 3)
+        await p.idle()
+        route = (await p.routes())[vehicle]
+        for s in route["stops"]:
+            await p.publish(
+                ev.OutForDelivery(
+                    order_id=s["order_id"], vehicle_id=vehicle, route_id=route["route_id"], at=NOW
+                )
+            )
+        last = route["stops"][-1]  # done first: the driver's app still had another order
+        await p.publish(ev.Delivered(order_id=last["order_id"], vehicle_id=vehicle, at=NOW))
+        await p.idle()
+        await p.publish(make_order(p.depot["id"], lat=52.535, kind="return"))
+        revised = (await p.wait_for("routes.v1", "lastmile.route.revised"))[-1].data["stops"]
+        assert revised[0]["order_id"] == last["order_id"]
+        assert [s["sequence"] for s in revised] == list(range(1, len(revised) + 1))
+
+
 async def test_a_failed_stop_re_plans_the_day(planner_factory: Any, make_order: Any) -> None:
     async with planner_factory() as p:
         created = make_order(p.depot["id"])

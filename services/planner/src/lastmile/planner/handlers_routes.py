@@ -50,7 +50,7 @@ def save_route(
     now: datetime,
 ) -> RouteRow:
     before = [] if route is None else route.snapshot.get("stops", [])
-    done = [s for s in before if _done(jobs, s["order_id"])]
+    done = _done_first(before, jobs, now)
     fresh = [_route_stop(s, len(done) + i + 1) for i, s in enumerate(stops)]
     # On board, yet left out by the plan (it no longer fits the shift): it stays on the route, last, as it was.
     planned_ids = {s.order_id for s in stops}
@@ -104,6 +104,17 @@ def save_route(
 def _done(jobs: dict[str, JobRow], order_id: str) -> bool:
     job = jobs.get(order_id)
     return job is not None and job.status in DONE
+
+
+def _done_first(stops: list[dict[str, Any]], jobs: dict[str, JobRow], now: datetime) -> list[dict[str, Any]]:
+    """The stops done, first and numbered 1, 2, ... in the order they were done. Kept at their old numbers, a stop
+    done out of order (the driver's app had an older route) outnumbered the open stops after it, and the
+    tracker took those for skipped ones and put them at the route's end: ETAs hours late, customers told so."""
+    done = sorted(
+        (s for s in stops if _done(jobs, s["order_id"])),
+        key=lambda s: (jobs[s["order_id"]].done_at or now, s["sequence"]),
+    )
+    return [{**s, "sequence": i + 1} for i, s in enumerate(done)]
 
 
 def _on_board(jobs: dict[str, JobRow], order_id: str, route: RouteRow) -> bool:
