@@ -15,6 +15,22 @@ from lastmile.common.testing import eventually
 NOW = datetime(2026, 12, 1, 7, 30, tzinfo=UTC)
 
 
+async def _out_for_delivery(p: Any, make_order: Any, stops: int) -> tuple[str, list[Any], dict[str, Any]]:
+    """`stops` orders planned on the first vehicle's route, each then announced out for delivery on it."""
+    vehicle = p.vehicles[0]["id"]
+    orders = [make_order(p.depot["id"], lat=52.52 + i * 0.01) for i in range(stops)]
+    for o in orders:
+        await p.publish(o)
+    await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", stops)
+    await p.idle()
+    route = (await p.routes())[vehicle]
+    for s in route["stops"]:
+        await p.publish(
+            ev.OutForDelivery(order_id=s["order_id"], vehicle_id=vehicle, route_id=route["route_id"], at=NOW)
+        )
+    return vehicle, orders, route
+
+
 async def test_an_order_is_scheduled_on_a_route_with_a_promise(planner_factory: Any, make_order: Any) -> None:
     async with planner_factory() as p:
         created = make_order(p.depot["id"])
@@ -137,21 +153,9 @@ async def test_a_re_plan_keeps_done_stops_and_promises_and_starts_from_the_vehic
     planner_factory: Any, make_order: Any
 ) -> None:
     async with planner_factory() as p:
-        vehicle = p.vehicles[0]["id"]
-        orders = [make_order(p.depot["id"], lat=52.52 + i * 0.01) for i in range(3)]
-        for o in orders:
-            await p.publish(o)
-        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 3)
-        await p.idle()
-        route = (await p.routes())[vehicle]
+        vehicle, orders, route = await _out_for_delivery(p, make_order, 3)
         promised = {s["order_id"]: s["promised_window"] for s in route["stops"]}
         first = route["stops"][0]
-        for s in route["stops"]:
-            await p.publish(
-                ev.OutForDelivery(
-                    order_id=s["order_id"], vehicle_id=vehicle, route_id=route["route_id"], at=NOW
-                )
-            )
         await p.publish(ev.Delivered(order_id=first["order_id"], vehicle_id=vehicle, at=NOW))
         here = first["location"]
         await p.publish(
@@ -183,19 +187,7 @@ async def test_a_stop_done_out_of_order_comes_first_in_the_revision_and_every_op
 ) -> None:
     """The tracker takes an open stop numbered below one done for skipped (it goes to the route's end)."""
     async with planner_factory() as p:
-        vehicle = p.vehicles[0]["id"]
-        orders = [make_order(p.depot["id"], lat=52.52 + i * 0.01) for i in range(3)]
-        for o in orders:
-            await p.publish(o)
-        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 3)
-        await p.idle()
-        route = (await p.routes())[vehicle]
-        for s in route["stops"]:
-            await p.publish(
-                ev.OutForDelivery(
-                    order_id=s["order_id"], vehicle_id=vehicle, route_id=route["route_id"], at=NOW
-                )
-            )
+        vehicle, _, route = await _out_for_delivery(p, make_order, 3)
         last = route["stops"][-1]  # done first: the driver's app still had another order
         await p.publish(ev.Delivered(order_id=last["order_id"], vehicle_id=vehicle, at=NOW))
         await p.idle()
@@ -234,19 +226,7 @@ async def test_a_parcel_on_board_stays_on_the_route_when_a_re_plan_cannot_fit_it
     yet the parcel still on board stays on the vehicle's route, so its driver still delivers it."""
     clock = _Movable(epoch=NOW - timedelta(minutes=30))
     async with planner_factory(clock=clock) as p:
-        vehicle = p.vehicles[0]["id"]
-        orders = [make_order(p.depot["id"], lat=52.52 + i * 0.01) for i in range(2)]
-        for o in orders:
-            await p.publish(o)
-        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
-        await p.idle()
-        route = (await p.routes())[vehicle]
-        for s in route["stops"]:
-            await p.publish(
-                ev.OutForDelivery(
-                    order_id=s["order_id"], vehicle_id=vehicle, route_id=route["route_id"], at=NOW
-                )
-            )
+        vehicle, _, route = await _out_for_delivery(p, make_order, 2)
         await p.idle()
         clock.shift[0] = 15 * 3600.0  # 23:00 in Berlin: past every shift and promise
         first, second = (s["order_id"] for s in route["stops"])
@@ -444,20 +424,8 @@ async def test_parcels_on_board_stay_on_the_route_when_the_vehicle_drops_out_of_
     """Past the end of its shift a vehicle is no longer in the solve; the parcels it still carries must stay
     on its route (the driver's app shows them), not vanish while they are out for delivery."""
     async with planner_factory() as p:
-        vehicle = p.vehicles[0]["id"]
-        orders = [make_order(p.depot["id"], lat=52.52 + i * 0.01) for i in range(2)]
-        for o in orders:
-            await p.publish(o)
-        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
-        await p.idle()
-        route = (await p.routes())[vehicle]
+        vehicle, _, route = await _out_for_delivery(p, make_order, 2)
         first, second = route["stops"][0], route["stops"][1]
-        for s in route["stops"]:
-            await p.publish(
-                ev.OutForDelivery(
-                    order_id=s["order_id"], vehicle_id=vehicle, route_id=route["route_id"], at=NOW
-                )
-            )
         await p.publish(ev.Delivered(order_id=first["order_id"], vehicle_id=vehicle, at=NOW))
         await p.idle()
         p.app.state.deps.clock = type(p.app.state.deps.clock)(epoch=NOW + timedelta(hours=14))  # shift over

@@ -255,9 +255,6 @@ class SharedSolver:
     def __init__(self, deadline_s: float = 300.0) -> None:
         self.deadline_s = deadline_s
 
-    async def solve(self, inp: SolverInput, options: SolveOptions) -> Solved:
-        return await self.run(_solve_packed, (inp, options))
-
     async def run(self, function: Callable[[A], R], argument: A) -> R:
         if SharedSolver._pool is None:
             SharedSolver._pool = SolverPool(workers=1)
