@@ -104,6 +104,13 @@ class Drive:
             prev = stop_at(i)
         return prev
 
+    def complete(self, order_id: str) -> Step:
+        """The driver's app reports the stop done, now."""
+        step = engine.complete(self.plan, self.progress, order_id, self.t, self.t, self.cfg)
+        self.events += step.events
+        self.last = step
+        return step
+
     def of(self, kind: type[ev.Payload], order: str | None = None) -> list[ev.Payload]:
         return [e for e in self.events if isinstance(e, kind) and (order is None or e.order_id == order)]  # type: ignore[attr-defined]
 
@@ -272,6 +279,44 @@ class TestSkipped:
         assert etas["o4"][1] < etas["o2"][1]  # o2 comes after the planned rest now
         assert etas["o2"][1] == len(etas) - 1
         assert etas["o2"][0] > etas["o5"][0]
+        assert d.progress.stops["o2"].passed
+
+    def test_a_stop_served_ahead_of_its_turn_leaves_the_ones_before_it_in_their_order(self) -> None:
+        """The driver's app had an older version of the route: the stops before keep their order (they are
+        next), rather than being estimated at the end of the route, hours late."""
+        d = Drive(ORDERS)
+        d.ping(*DEPOT)
+        d.drive(DEPOT, stop_at(0), LEG_S)
+        d.stay(stop_at(0), SERVICE_S)
+        d.complete("o1")
+        aside = (stop_at(0)[0], DEPOT[1] + 0.01)  # round o2, never within its radius
+        d.drive(stop_at(0), aside, LEG_S)
+        d.drive(aside, stop_at(2), LEG_S)
+        d.stay(stop_at(2), SERVICE_S)
+        assert [e.order_id for e in d.of(ev.Arrived)] == ["o1", "o3"]  # type: ignore[attr-defined]
+        d.complete("o3")
+        etas = d.last.etas
+        assert etas["o2"][1] == 0  # next: the driver goes back for it
+        assert etas["o2"][0] < etas["o4"][0] < etas["o5"][0]
+        assert (etas["o2"][0] - d.t).total_seconds() < 2 * LEG_S
+        assert not d.progress.stops["o2"].passed
+
+    def test_a_revision_that_puts_the_stop_the_vehicle_waits_at_later_keeps_the_others_in_order(self) -> None:
+        d = Drive(ORDERS)
+        d.ping(*DEPOT)
+        d.drive(DEPOT, stop_at(0), LEG_S)
+        d.stay(stop_at(0), 120)  # arrived at o1, waiting for its window
+        revised = route(["o2", "o1", "o3", "o4", "o5"], version=2)
+        plan = Plan.from_snapshot(revised)
+        step = engine.revise(plan, d.progress, d.t, CFG)
+        assert [order for order, _ in sorted(step.etas.items(), key=lambda kv: kv[1][1])] == [
+            "o1",
+            "o2",
+            "o3",
+            "o4",
+            "o5",
+        ]
+        assert (step.etas["o2"][0] - d.t).total_seconds() < SERVICE_S + 3 * LEG_S
 
 
 class TestReplanned:
