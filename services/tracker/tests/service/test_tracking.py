@@ -143,6 +143,32 @@ class TestStops:
         reply = await tracker.client.post(url, json={"outcome": "delivered"}, headers=tracker.driver)
         assert reply.status_code == 404
 
+    async def test_a_stop_done_stays_done_when_a_late_plan_moves_it_to_another_vehicle(
+        self, tracker: Any, make_route: Any
+    ) -> None:
+        """A re-plan moved the stop to veh_2 while veh_1's driver delivered it: the plan crossed the result."""
+        await tracker.publish(make_route("veh_1", stops("ord_a", "ord_b")))
+        done = await tracker.client.post(
+            "/v1/stops/ord_a/complete", json={"outcome": "delivered"}, headers=tracker.driver
+        )
+        assert done.status_code == 200, done.text
+        await tracker.publish(make_route("veh_2", stops("ord_a", "ord_c"), route_id="rte_2"))
+        second = await tracker.add_device("veh_2")
+        driver_2 = {"Authorization": f"Bearer {second['device_key']}"}
+        started = await tracker.client.post("/v1/routes/rte_2/start", headers=driver_2)
+        assert started.status_code == 200, started.text
+        again = await tracker.client.post(
+            "/v1/stops/ord_a/complete", json={"outcome": "delivered"}, headers=driver_2
+        )
+        assert again.status_code == 404  # not veh_2's to deliver: veh_1 did
+        finished = await tracker.client.post("/v1/routes/rte_2/finish", headers=driver_2)
+        assert finished.status_code == 200, finished.text
+        await tracker.settle()
+        assert [e.data["vehicle_id"] for e in tracker.events("lastmile.delivery.delivered")] == ["veh_1"]
+        assert [e.data["order_id"] for e in tracker.events("lastmile.delivery.failed")] == ["ord_c"]
+        out_2 = [e.data["order_id"] for e in tracker.events("lastmile.delivery.out_for_delivery")]
+        assert out_2.count("ord_a") == 1  # once, with veh_1's route; never again with veh_2's
+
 
 class TestRoutes:
     async def test_starting_sends_every_stop_out_and_finishing_fails_the_rest(

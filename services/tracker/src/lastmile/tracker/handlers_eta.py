@@ -29,6 +29,7 @@ ETA_HORIZON_ERROR = Histogram(
     ["horizon", "source"],
     buckets=(30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200),
 )
+DONE = ("delivered", "failed")  # a stop's results: final
 LOCATION_LAG = Histogram(
     "lastmile_tracker_location_lag_seconds",
     "From a ping's arrival to the ETA engine taking its position",
@@ -43,15 +44,19 @@ async def on_route(session: AsyncSession, envelope: ev.Envelope, event: ev.Route
     route = await store.route(event.route_id, lock=True)
     if route is not None and route.version >= event.version:
         return
-    snapshot = event.model_dump(mode="json")
     if route is None:
         route = RouteRow(id=event.route_id, vehicle_id=event.vehicle_id, status="planned", progress_seq=0)
         session.add(route)
     route.service_date, route.start_at, route.version = event.service_date, event.start_at, event.version
-    route.snapshot, route.updated_at = snapshot, envelope.time
+    route.snapshot, route.updated_at = event.model_dump(mode="json"), envelope.time
+    done_elsewhere = await _keep_stops(store, session, route, event, envelope.time)
+    if done_elsewhere:
+        event = event.model_copy(
+            update={"stops": [s for s in event.stops if s.order_id not in done_elsewhere]}
+        )
+        route.snapshot = event.model_dump(mode="json")
     if route.status == "cancelled":
         route.status, route.progress, route.progress_seq = "planned", None, route.progress_seq + 1
-    await _keep_stops(store, session, route, event, envelope.time)
     plan = deps.plans.put(route.id, route.version, Plan.from_snapshot(event))
     if route.progress is not None:
         step = engine.revise(plan, engine.load(route.progress), deps.clock.now(), deps.eta)
@@ -74,21 +79,29 @@ async def _lock_batch(store: TrackerStore, session: AsyncSession, event: ev.Payl
 
 async def _keep_stops(
     store: TrackerStore, session: AsyncSession, route: RouteRow, event: ev.RouteSnapshot, at: datetime
-) -> None:
+) -> set[str]:
+    """The route's stops as rows; returns the stops it names that were done on another route.
+
+    A stop done stays done where it was done, as in the planner (which never re-plans one): a route naming it
+    for another vehicle comes from a plan made before the planner heard of the result (a re-plan that moved
+    the stop crossed the first driver's result). Reopened, a delivered parcel was sent out again with the
+    second van and ended "failed, not attempted" when that route was finished."""
     existing = await store.stops_of([s.order_id for s in event.stops])
+    elsewhere: set[str] = set()
     for s in event.stops:
         row = existing.get(s.order_id)
         if row is None:
             row = StopRow(order_id=s.order_id, status="planned", scheduled_at=at)
             session.add(row)
-        elif row.status in ("delivered", "failed"):
-            if row.route_id == route.id:
-                continue  # done on this very route
-            row.status, row.completed_at, row.arrived_at = "planned", None, None  # failed, re-planned
+        elif row.status in DONE:
+            if row.route_id != route.id:
+                elsewhere.add(s.order_id)
+            continue
         row.route_id, row.vehicle_id, row.sequence = route.id, event.vehicle_id, s.sequence
         row.planned_arrival = s.planned_arrival
         window = s.promised_window
         row.promised_start, row.promised_end = (window.start, window.end) if window else (None, None)
+    return elsewhere
 
 
 async def on_route_cancelled(

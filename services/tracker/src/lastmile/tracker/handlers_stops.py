@@ -20,7 +20,7 @@ from lastmile.tracker import domain_eta as engine
 from lastmile.tracker.deps import SOURCE, Deps, Device
 from lastmile.tracker.domain import CompleteStop, ProofImage
 from lastmile.tracker.domain_eta import Progress, Step
-from lastmile.tracker.handlers_eta import apply, plan_of
+from lastmile.tracker.handlers_eta import DONE, apply, plan_of
 from lastmile.tracker.store import ProofImageRow, RouteRow, StopRow, TrackerStore
 
 STOPS_COMPLETED = Counter(
@@ -33,7 +33,6 @@ ETA_ERROR = Histogram(
     "How far the stop's last ETA was from its completion, either way",
     buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200),
 )
-DONE = ("delivered", "failed")
 NOT_ATTEMPTED = "not attempted: the route was finished"
 RETRY_SOON = {"Retry-After": "1"}
 
