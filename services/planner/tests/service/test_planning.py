@@ -293,6 +293,11 @@ async def test_a_driver_sees_their_route_with_their_device_key_and_no_other(
         reply = await eventually(lambda: _route_of(p, mine, auth))
         assert reply["vehicle_id"] == mine
         assert (await p.client.get(f"/v1/drivers/{other}/route", headers=auth)).status_code == 404
+        assert "status" not in reply["stops"][0]
+        stop = reply["stops"][0]["order_id"]  # delivered by another van (a re-plan crossed that result)
+        await p.publish(ev.Delivered(order_id=stop, vehicle_id=other, at=NOW))
+        after = await eventually(lambda: _stop_status(p, mine, auth, stop, "delivered"))
+        assert after["version"] == reply["version"]  # before any new version of the route
         bad = {"Authorization": "Bearer lm_dev_wrong"}
         assert (await p.client.get(f"/v1/drivers/{mine}/route", headers=bad)).status_code == 401
         await p.publish(
@@ -310,6 +315,14 @@ async def test_a_driver_sees_their_route_with_their_device_key_and_no_other(
 async def _route_of(p: Any, vehicle: str, auth: dict[str, str]) -> dict[str, Any] | None:
     reply = await p.client.get(f"/v1/drivers/{vehicle}/route", headers=auth)
     return reply.json() if reply.status_code == 200 else None
+
+
+async def _stop_status(
+    p: Any, vehicle: str, auth: dict[str, str], order_id: str, status: str
+) -> dict[str, Any] | None:
+    route = await _route_of(p, vehicle, auth)
+    stops = {s["order_id"]: s for s in (route or {}).get("stops", [])}
+    return route if order_id in stops and stops[order_id].get("status") == status else None
 
 
 async def _status(p: Any, vehicle: str, auth: dict[str, str], status: int) -> bool:

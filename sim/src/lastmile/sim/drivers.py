@@ -225,7 +225,7 @@ class Driver:
         return [
             s
             for s in stops
-            if s["order_id"] not in self.done and s.get("status") not in ("delivered", "failed")
+            if s["order_id"] not in self.done and s.get("status") not in ("delivered", "failed", "cancelled")
         ]
 
     async def _serve(self, stop: dict[str, Any]) -> None:

@@ -194,7 +194,11 @@ async def driver_route(
     vehicle_id: str, request: Request, deps: DepsDep, day: Annotated[date | None, Query(alias="date")] = None
 ) -> dict[str, Any]:
     """The route of the driver's vehicle (today, depot time, unless `date` says otherwise), with the device key
-    as `Authorization: Bearer`. A device sees only its own vehicle's route."""
+    as `Authorization: Bearer`. A device sees only its own vehicle's route.
+
+    A stop done (by this vehicle or another) or cancelled carries its `status` at once, before the next version
+    of the route: a re-plan that moved a stop can cross a driver's result, and the second driver then drove to
+    a parcel already delivered."""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("A device key is required")
@@ -209,6 +213,9 @@ async def driver_route(
         depot = await store.depot(vehicle.depot_id)
         zone = ZoneInfo(depot.spec["timezone"]) if depot else ZoneInfo("UTC")
         route = await store.route_for(vehicle_id, day or deps.clock.now().astimezone(zone).date())
-    if route is None or route.status == "cancelled":
-        raise NotFound("No route for this vehicle on that day")
-    return {**route.snapshot, "status": route.status}
+        if route is None or route.status == "cancelled":
+            raise NotFound("No route for this vehicle on that day")
+        stops = route.snapshot.get("stops", [])
+        closed = await store.closed_jobs(s["order_id"] for s in stops)
+    stops = [{**s, "status": closed[s["order_id"]]} if s["order_id"] in closed else s for s in stops]
+    return {**route.snapshot, "stops": stops, "status": route.status}

@@ -210,6 +210,14 @@ class PlannerStore:
     async def job(self, order_id: str) -> JobRow | None:
         return await self.session.get(JobRow, order_id)
 
+    async def closed_jobs(self, order_ids: Iterable[str]) -> dict[str, str]:
+        """Order → status, for those of `order_ids` done (delivered, failed) or cancelled."""
+        query = sa.select(JobRow.order_id, JobRow.status).where(
+            JobRow.order_id.in_(sorted(set(order_ids))),
+            JobRow.status.in_(("delivered", "failed", "cancelled")),
+        )
+        return {order_id: status for order_id, status in (await self.session.execute(query)).all()}
+
     async def jobs(
         self, depot_id: str, day: date, statuses: tuple[str, ...] | None = None, *, lock: bool = False
     ) -> list[JobRow]:
