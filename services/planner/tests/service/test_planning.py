@@ -117,20 +117,48 @@ async def test_plans_of_an_unknown_depot_are_404(planner_factory: Any) -> None:
         ).status_code == 401
 
 
+async def _two_scheduled(p: Any, make_order: Any) -> tuple[Any, Any]:
+    first, second = make_order(p.depot["id"], lat=52.53), make_order(p.depot["id"], lat=52.54)
+    await p.publish(first)
+    await p.publish(second)
+    await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
+    await p.idle()
+    return first, second
+
+
+async def _cancel(p: Any, order: Any) -> None:
+    await p.publish(
+        ev.OrderCancelled(
+            order_id=order.order_id, version=2, merchant_id="mer_1", depot_id=p.depot["id"], cancelled_at=NOW
+        )
+    )
+
+
 async def test_a_cancelled_order_leaves_a_route_not_yet_driven(planner_factory: Any, make_order: Any) -> None:
     async with planner_factory() as p:
-        keep, drop = make_order(p.depot["id"], lat=52.53), make_order(p.depot["id"], lat=52.54)
-        await p.publish(keep)
-        await p.publish(drop)
-        await p.wait_for("deliveries.v1", "lastmile.delivery.scheduled", 2)
-        await p.idle()
-        cancel = ev.OrderCancelled(
-            order_id=drop.order_id, version=2, merchant_id="mer_1", depot_id=p.depot["id"], cancelled_at=NOW
-        )
-        await p.publish(cancel)
+        keep, drop = await _two_scheduled(p, make_order)
+        await _cancel(p, drop)
         revised = await p.wait_for("routes.v1", "lastmile.route.revised")
         assert [s["order_id"] for s in revised[-1].data["stops"]] == [keep.order_id]
         assert "order_cancelled" in revised[-1].data["reason"]
+
+
+async def test_a_route_with_a_stop_done_is_revised_not_cancelled_when_a_plan_leaves_it_nothing_open(
+    planner_factory: Any, make_order: Any
+) -> None:
+    """The driver's result came before (or without) the tracker's word that the route started."""
+    async with planner_factory() as p:
+        done, drop = await _two_scheduled(p, make_order)
+        vehicle = p.vehicles[0]["id"]
+        route = (await p.routes())[vehicle]
+        assert {s["order_id"] for s in route["stops"]} == {done.order_id, drop.order_id}
+        await p.publish(ev.Delivered(order_id=done.order_id, vehicle_id=vehicle, at=NOW))
+        await p.idle()
+        await _cancel(p, drop)
+        revised = await p.wait_for("routes.v1", "lastmile.route.revised")
+        assert [s["order_id"] for s in revised[-1].data["stops"]] == [done.order_id]
+        assert not p.events("routes.v1", "lastmile.route.cancelled")
+        assert (await p.routes())[vehicle]["status"] == "started"
 
 
 async def test_an_address_change_gets_a_new_promise(planner_factory: Any, make_order: Any) -> None:

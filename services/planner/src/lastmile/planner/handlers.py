@@ -193,6 +193,10 @@ async def on_out_for_delivery(
     if job is None or job.status not in OPEN:
         return
     job.status = "out"
+    await _started(session, job)
+
+
+async def _started(session: AsyncSession, job: JobRow) -> None:
     if job.route_id:
         route = await PlannerStore(session).route(job.route_id)
         if route is not None and route.status == "planned":
@@ -200,12 +204,14 @@ async def on_out_for_delivery(
 
 
 async def on_done(session: AsyncSession, envelope: ev.Envelope, event: Any, deps: Deps) -> None:
-    """Delivered or failed: the stop is done and stays done; a failure re-plans the rest of the day."""
+    """Delivered or failed: the stop is done and stays done; a failure re-plans the rest of the day. Its route has
+    started, whether or not the tracker's word of the start came first."""
     job = await _job(session, event.order_id)
     if job is None or job.status in DONE or job.status == "cancelled":
         return
     job.status = "delivered" if isinstance(event, ev.Delivered) else "failed"
     job.done_at = event.at
+    await _started(session, job)
     if isinstance(event, ev.DeliveryFailed):
         _replan_after_commit(session, deps, job.depot_id, job.service_date, "stop_failed")
 

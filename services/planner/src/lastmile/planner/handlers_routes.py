@@ -193,12 +193,16 @@ def cancel_emptied(
 ) -> None:
     """Routes the plan left with no open stop: cancelled if not started; if started, revised to the stops done
     and those on board (a parcel out for delivery stays on its vehicle's route, whether the plan could fit it or
-    not: dropping it from the route would leave it out for delivery with no driver told to deliver it)."""
+    not: dropping it from the route would leave it out for delivery with no driver told to deliver it).
+
+    A route with a stop done has started, whatever its status says: cancelled, its parcels still on board stayed
+    out for delivery with no driver to deliver them or to fail them at the day's end (21 orders in one
+    distributed make-demo day)."""
     for vehicle_id, route in routes.items():
         if vehicle_id in kept or route.status == "cancelled":
             continue
         stops = route.snapshot.get("stops", [])
-        started = route.status == "started"
+        started = route.status == "started" or any(_done(jobs, s["order_id"]) for s in stops)
         staying = [
             s
             for s in stops
