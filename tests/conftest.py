@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -88,16 +89,35 @@ class OwnInfra:
         return f"postgresql+asyncpg://lastmile@127.0.0.1:{self.pg_port}/{name}"
 
 
-def _free_port() -> int:
+def _listen_ports(count: int = 1) -> int:
+    """A port p with p .. p + count - 1 free to listen on, below the kernel's ephemeral range. A port from bind(0)
+    lies inside that range, where any outgoing connection (the services', to the shared broker) may take it before
+    the server binds; and the broker's controller listens on the port after its own, which nothing checked (a CI
+    run failed on "Address already in use" there)."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first = 20000 if low > 21000 else 1024
+    for _ in range(500):
+        port = random.randrange(first, low - count)
+        if all(_bindable(port + i) for i in range(count)):
+            return port
+    raise RuntimeError(f"no {count} free ports in a row below {low}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @contextlib.contextmanager
 def _own_infra() -> Iterator[OwnInfra]:
     home = Path(tempfile.mkdtemp(prefix="lastmile-infra-", dir="/tmp"))
-    infra = OwnInfra(home, _free_port(), _free_port())
+    infra = OwnInfra(home, _listen_ports(2), _listen_ports())  # the broker, then its controller; PostgreSQL
     if os.geteuid() == 0:
         shutil.chown(home, "postgres")
     try:
