@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from lastmile.common.testing import listen_ports
+
 ROOT = Path(__file__).parent
 KAFKA = os.environ.get("LASTMILE_TEST_KAFKA", "127.0.0.1:19092")
 PG_HOST = os.environ.get("LASTMILE_TEST_PG_HOST", "127.0.0.1")
@@ -126,19 +128,5 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def free_port() -> Callable[[], int]:
-    """A port free now and not handed out before in this run: the system may give the same free port to two
-    calls in a row (a stack's notifier and tracker once got the same one, and the tracker could not start)."""
-
-    def pick() -> int:
-        while True:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            if port not in _GIVEN_PORTS:
-                _GIVEN_PORTS.add(port)
-                return port
-
-    return pick
-
-
-_GIVEN_PORTS: set[int] = set()
+    """A port free now and not handed out before in this run (`lastmile.common.testing.listen_ports`)."""
+    return listen_ports

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lastmile.common.testing import ANY_HOUR
+from lastmile.common.testing import ANY_HOUR, listen_ports
 from lastmile.sim.distributed import MODULES, Stack
 
 
@@ -89,35 +87,10 @@ class OwnInfra:
         return f"postgresql+asyncpg://lastmile@127.0.0.1:{self.pg_port}/{name}"
 
 
-def _listen_ports(count: int = 1) -> int:
-    """A port p with p .. p + count - 1 free to listen on, below the kernel's ephemeral range. A port from bind(0)
-    lies inside that range, where any outgoing connection (the services', to the shared broker) may take it before
-    the server binds; and the broker's controller listens on the port after its own, which nothing checked (a CI
-    run failed on "Address already in use" there)."""
-    low = 32768
-    with contextlib.suppress(OSError, ValueError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    first = 20000 if low > 21000 else 1024
-    for _ in range(500):
-        port = random.randrange(first, low - count)
-        if all(_bindable(port + i) for i in range(count)):
-            return port
-    raise RuntimeError(f"no {count} free ports in a row below {low}")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 @contextlib.contextmanager
 def _own_infra() -> Iterator[OwnInfra]:
     home = Path(tempfile.mkdtemp(prefix="lastmile-infra-", dir="/tmp"))
-    infra = OwnInfra(home, _listen_ports(2), _listen_ports())  # the broker, then its controller; PostgreSQL
+    infra = OwnInfra(home, listen_ports(2), listen_ports())  # the broker, then its controller; PostgreSQL
     if os.geteuid() == 0:
         shutil.chown(home, "postgres")
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import httpx
 import pytest
 
 from lastmile.common import events as ev
-from lastmile.common.testing import ANY_HOUR
+from lastmile.common.testing import ANY_HOUR, listen_ports
 from lastmile.sim.distributed import MODULES, Stack
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -43,12 +42,6 @@ FAST_CLIENTS = {
     "LASTMILE_KAFKA_PUBLISH_TIMEOUT_S": "8",
     "LASTMILE_OUTBOX_POLL_SECONDS": "0.2",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -406,7 +399,7 @@ def _start_city(infra: Any, logs: Path) -> City:
             kafka_bootstrap=infra.bootstrap,
             topic_prefix="city.",
             databases=databases,
-            ports={service: free_port() for service in MODULES},
+            ports={service: listen_ports() for service in MODULES},
             ops_token="lm_ops_" + secrets.token_urlsafe(24),
             logs=logs,
             extra_env={

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -33,6 +35,36 @@ async def app_client(app: FastAPI, base_url: str = "http://test") -> AsyncIterat
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
+
+
+_GIVEN_PORTS: set[int] = set()
+
+
+def listen_ports(count: int = 1) -> int:
+    """A port p with p .. p + count - 1 free to listen on now and not handed out before in this process, below the
+    kernel's ephemeral range. A port from bind(0) lies inside that range, where any outgoing connection (a
+    service's, to the shared broker) may take it before the server binds (a test broker's controller, on the port
+    after the broker's, once found it taken); and bind(0) may give the same port to two calls in a row."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    first = 20000 if low > 21000 else 1024
+    for _ in range(500):
+        port = random.randrange(first, low - count)
+        wanted = range(port, port + count)
+        if not _GIVEN_PORTS.intersection(wanted) and all(_bindable(p) for p in wanted):
+            _GIVEN_PORTS.update(wanted)
+            return port
+    raise RuntimeError(f"no {count} free ports in a row below {low}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def ops_headers(token: str = TEST_OPS_TOKEN) -> dict[str, str]:
