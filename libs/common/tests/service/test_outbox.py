@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 from lastmile.common import events as ev
 from lastmile.common import outbox
 from lastmile.common.bus import InMemoryBus
+from lastmile.common.clock import Clock
 from lastmile.common.db import Database
 from lastmile.common.testing import create_common_tables, eventually
 
@@ -99,3 +100,19 @@ async def test_with_a_minimum_round_interval_commits_in_quick_succession_go_out_
     finally:
         await relay.stop()
     assert rounds == [1, 5]
+
+
+async def test_events_carry_the_time_of_the_database_s_clock(tmp_path: Path) -> None:
+    """A simulated day's events are stamped with its time, as the rows written beside them are."""
+    epoch = datetime(2031, 3, 4, 9, tzinfo=UTC)  # a day the wall clock is not on
+    day = Clock(speed=300.0, epoch=epoch)
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/clocked.db", clock=day)
+    await create_common_tables(database)
+    try:
+        await stage(database, ["ord_a"])
+        bus = InMemoryBus()
+        assert await outbox.OutboxRelay(database, bus, service="test").publish_pending() == 1
+    finally:
+        await database.dispose()
+    stamped = ev.Envelope.from_bytes(bus.records("deliveries.v1")[0].value).time
+    assert epoch <= stamped < epoch + timedelta(hours=1)

@@ -25,6 +25,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from lastmile.common.clock import Clock
+
 log = logging.getLogger(__name__)
 
 # Alembic's `context` and `op` are process-wide proxies: two services migrating at once in one process (the
@@ -102,10 +104,20 @@ def _is_sqlite_logic(exc: sa_exc.DBAPIError) -> bool:
 
 
 class Database:
-    """Owns the engine and session factory; also the in-process signal that the outbox has new rows."""
+    """Owns the engine and session factory; also the in-process signal that the outbox has new rows, and the
+    service's clock, which stamps the events its transactions stage (a simulated day's time, not the wall's)."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        pre_ping: bool = True,
+        clock: Clock | None = None,
+    ) -> None:
         self.url = url
+        self.clock = clock or Clock()
         self.dialect = sa.engine.make_url(url).get_backend_name()
         self.engine: AsyncEngine = _make_engine(url, pool_size=pool_size, echo=echo, pre_ping=pre_ping)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -120,6 +132,7 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """Commit on success, roll back on any error; wake the outbox relay if events were added."""
         async with self._writer(), self._session(self.sessions) as session, session.begin():
+            session.info["clock"] = self.clock
             yield session
             for hook in session.info.pop("before_commit", []):
                 await hook(session)

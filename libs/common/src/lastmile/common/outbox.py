@@ -52,9 +52,16 @@ def add(
     session: AsyncSession, payload: Payload, *, source: str, envelope: Envelope | None = None
 ) -> Envelope:
     """Stage an event in the same transaction as the state change it announces."""
-    env = envelope or payload.envelope(source)
+    env = envelope or payload.envelope(source, time=event_time(session))
     stage(session, payload.TOPIC, payload.key(), env)
     return env
+
+
+def event_time(session: AsyncSession) -> datetime:
+    """The time to stamp an event with: the service's clock (`Database.clock`), so that a simulated day's
+    events carry its time, as the rows written beside them do."""
+    clock = session.info.get("clock")
+    return clock.now() if clock is not None else utcnow()
 
 
 def stage(session: AsyncSession, topic: Topic, key: str, envelope: Envelope | SerialisedEnvelope) -> None:

@@ -28,15 +28,16 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.service = settings.service
+        self.clock = clock or settings.clock()
         self.db = Database(
             settings.database_url,
             pool_size=settings.database_pool_size,
             echo=settings.database_echo,
             pre_ping=settings.database_pre_ping,
+            clock=self.clock,
         )
         self.owns_bus = bus is None
         self.bus = bus if bus is not None else make_bus(settings)
-        self.clock = clock or settings.clock()
         self.relay = OutboxRelay(
             self.db,
             self.bus,

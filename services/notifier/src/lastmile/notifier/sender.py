@@ -264,7 +264,7 @@ class Sender(BackgroundTask):
                         at=now,
                     )
                     # The wire form without an Envelope model per message (one per message sent).
-                    outbox.stage(session, sent.TOPIC, sent.key(), sent.serialised(SOURCE))
+                    outbox.stage(session, sent.TOPIC, sent.key(), sent.serialised(SOURCE, time=now))
                 elif o.status == "failed":
                     outbox.add(
                         session,

@@ -213,8 +213,9 @@ async def publish(
 ) -> None:
     """The engine's events (of each vehicle's step) in the outbox, and the stops' rows in step with them."""
     events = [event for _, step in steps for event in step.events]
+    at = outbox.event_time(session)
     for event in events:
-        outbox.stage(session, event.TOPIC, event.key(), event.serialised(SOURCE))
+        outbox.stage(session, event.TOPIC, event.key(), event.serialised(SOURCE, time=at))
     moves = [e for e in events if isinstance(e, ev.OutForDelivery | ev.Arrived)]  # rare: rows loaded
     changes = [e for e in events if isinstance(e, ev.EtaChanged)]  # frequent: one statement, no loading
     if moves:  # every stop changed here locked first, in order (record_etas alone locks its own in order)

@@ -175,8 +175,9 @@ class Ingestor:
                     job.outcomes[index] = "duplicate"  # stored by an earlier request (a retry)
                     continue
                 published.append(_location(job, ping, job.outcomes[index] == "suspect"))
+            at = outbox.event_time(session)
             for location in published:
-                outbox.stage(session, ev.LOCATIONS, location.vehicle_id, location.serialised(SOURCE))
+                outbox.stage(session, ev.LOCATIONS, location.vehicle_id, location.serialised(SOURCE, time=at))
             rows, raw = batch.states(states, self.clock.now())
             await store.save_vehicle_states(rows, raw)
             moved = [r["vehicle_id"] for r in rows]
