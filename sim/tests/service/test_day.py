@@ -52,6 +52,16 @@ async def test_every_order_ends_delivered_failed_cancelled_or_unassigned_with_a_
     assert states["delivered"] > len(taken) / 2, states
 
 
+async def test_an_order_s_history_runs_on_the_day_s_clock(day: tuple[Observations, dict[str, Any]]) -> None:
+    """The history's times come from order intake (acceptance) and from other services' events (the plan's
+    word): in a compressed day all of them are the day's time, so the first plan follows the acceptance."""
+    observations, figures = day
+    waits = [o.first_plan_min for o in accepted(observations) if o.first_plan_min is not None]
+    assert len(waits) >= 250, figures
+    assert all(0 <= w < 24 * 60 for w in waits), sorted(waits)[:5] + sorted(waits)[-5:]
+    assert figures["first_plan_min"]["same_day"]["samples"] > 0
+
+
 async def test_no_customer_gets_the_same_message_twice(day: tuple[Observations, dict[str, Any]]) -> None:
     observations, _ = day
     assert len(observations.messages) > 300

@@ -29,6 +29,7 @@ class OrderSeen:
     final_status: str | None = None
     history: list[str] = field(default_factory=list)
     unassigned_reason: str | None = None
+    first_plan_min: float | None = None  # simulated minutes from acceptance to the first plan's word on it
 
 
 @dataclass

@@ -308,6 +308,7 @@ class Day:
                         h.get("detail", {}).get("reason") for h in history if h["status"] == "unassigned"
                     ]
                     seen.unassigned_reason = next((r for r in reversed(reasons) if r), None)
+                    seen.first_plan_min = first_plan_minutes(history)
             seen.final_status = statuses.get(seen.order_id or "")
 
         await asyncio.gather(*(fetch(s) for s in known))
@@ -316,6 +317,16 @@ class Day:
         wait = (when - self.clock.now()).total_seconds()
         if wait > 0:
             await self.clock.sleep(wait)
+
+
+def first_plan_minutes(history: list[dict[str, Any]]) -> float | None:
+    """Minutes from an order's first status (its acceptance) to the first plan's word on it (scheduled or
+    unassigned), by the times in its history: how long a merchant waits to know whether a van will come."""
+    planned = next((h for h in history if h["status"] in ("scheduled", "unassigned")), None)
+    if not history or planned is None:
+        return None
+    since = datetime.fromisoformat(planned["at"]) - datetime.fromisoformat(history[0]["at"])
+    return round(since.total_seconds() / 60, 1)
 
 
 def start_clock(config: SimConfig, delay_s: float = 0.0) -> Clock:
