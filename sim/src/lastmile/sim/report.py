@@ -293,6 +293,7 @@ def order_rows(obs: Observations) -> list[dict[str, Any]]:
             {
                 "seq": o.plan.seq,
                 "order_id": o.order_id or "",
+                "posted_at": _iso(o.plan.post_at),
                 "vehicle_id": o.vehicle_id or "",
                 "final_status": o.final_status or "",
                 "outcome": o.outcome or "",
