@@ -208,6 +208,19 @@ async def test_a_re_plan_keeps_done_stops_and_promises_and_starts_from_the_vehic
             if s["order_id"] in promised:
                 assert s["promised_window"] == promised[s["order_id"]]
                 assert s["lateness_s"] == 0
+        await p.idle()
+        latest = (await p.get("/v1/plans", depot_id=p.depot["id"]))[0]
+        assert latest["fleet"] == [  # what the re-plan knew of the vehicle, kept on its record for ops
+            {
+                "vehicle_id": vehicle,
+                "started": True,
+                "at_depot": False,
+                "located": True,
+                "on_board": 2,
+                "open_stops": 2,
+                "done": 1,
+            }
+        ]
 
 
 async def test_a_stop_done_out_of_order_comes_first_in_the_revision_and_every_open_stop_after_it(

@@ -69,7 +69,23 @@ class Outcome:
             "candidates": self.solved.candidates,
             "stops_moved": len(self.moved),
             "jobs": len(self.problem.jobs) + len(self.problem.skipped),
+            "fleet": [_as_seen(s) for s in self.problem.states],
         }
+
+
+def _as_seen(state: VehicleState) -> dict[str, Any]:
+    """What the plan knew of a vehicle: whether it had left, stood loading at the depot (and could take more
+    parcels), where it was, what it carried. Why a van waiting at the depot took none of the orders a plan left
+    unassigned is read here, not guessed from the routes afterwards."""
+    return {
+        "vehicle_id": state.vehicle.id,
+        "started": state.started,
+        "at_depot": state.at_depot,
+        "located": state.position is not None,
+        "on_board": len(state.loaded),
+        "open_stops": len(state.route),
+        "done": state.done,
+    }
 
 
 async def load_day(deps: Deps, depot_id: str, day: date) -> Day | None:
