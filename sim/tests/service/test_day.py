@@ -62,6 +62,12 @@ async def test_an_order_s_history_runs_on_the_day_s_clock(day: tuple[Observation
     assert figures["first_plan_min"]["same_day"]["samples"] > 0
 
 
+async def test_the_phones_positions_reach_the_tracker(day: tuple[Observations, dict[str, Any]]) -> None:
+    _, figures = day
+    assert figures["pings"]["sent"] > 1000, figures["pings"]
+    assert figures["pings"]["failed"] < figures["pings"]["sent"] / 100, figures["pings"]
+
+
 async def test_no_customer_gets_the_same_message_twice(day: tuple[Observations, dict[str, Any]]) -> None:
     observations, _ = day
     assert len(observations.messages) > 300

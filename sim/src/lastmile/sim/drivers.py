@@ -305,8 +305,11 @@ class Driver:
                     "accuracy_m": round(abs(self.rng.gauss(self.config.gps_noise_m, 2)) + 3),
                     "battery": 80,
                 }
-                with contextlib.suppress(Exception):
+                try:
                     await self.platform.ping(self.device, fix)
+                    self.obs.pings["sent"] += 1
+                except Exception:  # counted: a day whose pings fail shows it in its KPIs
+                    self.obs.pings["failed"] += 1
             await self.clock.sleep(self.config.ping_interval_s)
 
     async def _watch_etas(self, until: datetime) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from lastmile.common.clock import Clock
+from lastmile.common.testing import listen_ports
 from lastmile.planner.settings import PlannerSettings
 from lastmile.sim.client import Platform
 from lastmile.sim.distributed import MODULES, Stack
@@ -155,7 +156,10 @@ async def distributed(
         topic_prefix=run + ".",
         databases=databases,
         ports=ports,
-        osmand_port=osmand_port,
+        # The phones must know the tracker's OsmAnd port: with 0 the tracker chose one they never learnt, and
+        # every distributed day until stop 18 ran without a single position (the planner never knew where a
+        # van was, so none loading at the depot could take the day's late orders).
+        osmand_port=osmand_port or listen_ports(),
         ops_token="lm_ops_" + secrets.token_urlsafe(24),
         logs=var,
         extra_env={**clock_env(clock), **env},

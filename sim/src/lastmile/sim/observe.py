@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,7 @@ class Observations:
     message_ids: set[str] = field(default_factory=set)
     opted_out: dict[tuple[str, str], float] = field(default_factory=dict)  # (channel, address) → real time
     tracking_views: int = 0
+    pings: Counter[str] = field(default_factory=Counter)  # "sent" | "failed": positions the phones reported
     keys: list[str] = field(default_factory=list)  # the tenant's merchant API keys and device keys
 
     def attach(self, seen: OrderSeen) -> None:

@@ -69,6 +69,7 @@ def kpis(obs: Observations, config: SimConfig) -> dict[str, Any]:
         },
         "messages": len(obs.messages),
         "tracking_page_views": obs.tracking_views,
+        "pings": {"sent": obs.pings["sent"], "failed": obs.pings["failed"]},
     }
 
 
